@@ -1,0 +1,40 @@
+# The README's two commands are `make run` and `make test`; each installs what it needs.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint format bench clean
+
+# Idempotent and quick when nothing changed: uv sync only re-syncs when pyproject.toml
+# or uv.lock are newer than the stamp.
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || test -x $(UV) || python3 -m pip install --quiet --user uv
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+run: install
+	$(BIN)/bindery dev
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# pytest's exit status 5 ("no tests collected") is a failure here, like any other.
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""Real servers for the tests: a fresh Postgres database per session, a Redis database
+number of our own, and subprocesses of `bindery` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+# Settings are read from the environment when `workers.broker` is first imported, so the
+# test values must be in place before any bindery module is.
+TEST_DB = f"bindery_test_{os.getpid()}_{secrets.token_hex(3)}"
+os.environ.update(
+    BINDERY_ENV="development",
+    DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{TEST_DB}",
+    BROKER_URL="redis://127.0.0.1:6379/15",
+    WORKER_METRICS_PORT="0",
+    API_TOKEN_CACHE_SECONDS="0",
+)
+for variable in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TRUST_PROXY", "STRIPE_API_BASE"):
+    os.environ.pop(variable, None)
+
+import asyncpg  # noqa: E402
+import redis  # noqa: E402
+
+from schema.runner import migrate  # noqa: E402
+from workers.db import connect, create_pool, drop_database, ensure_database  # noqa: E402
+from workers.reachability import START_POSTGRES, START_RABBITMQ, START_REDIS  # noqa: E402
+
+REDIS_URL = os.environ["BROKER_URL"]
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = [
+        f"{name} is not answering on 127.0.0.1:{port}; start it with: {how}"
+        for name, port, how in (
+            ("PostgreSQL", 5432, START_POSTGRES),
+            ("Redis", 6379, START_REDIS),
+            ("RabbitMQ", 5672, START_RABBITMQ),
+        )
+        if not _answers(port)
+    ]
+    if missing:
+        pytest.exit("\n".join(missing), returncode=3)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = os.environ["DATABASE_URL"]
+
+    async def create() -> None:
+        await ensure_database(url)
+        conn = await connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield url
+    asyncio.run(drop_database(url))
+
+
+@pytest.fixture(scope="session")
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, max_size=10)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()

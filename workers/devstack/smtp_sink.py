@@ -1,0 +1,64 @@
+"""An aiosmtpd SMTP server that keeps every message it receives as a file.
+
+`python -m workers.devstack.smtp_sink --port 8025 --dir .dev/mail` — one `.eml` file
+per message and one log line (its Message-ID and size; never an address).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import time
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+class MaildirHandler:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        data: bytes = envelope.original_content or envelope.content
+        self.count += 1
+        name = f"{time.time_ns()}-{self.count}.eml"
+        temporary = self.directory / (name + ".tmp")
+        temporary.write_bytes(data)
+        temporary.rename(self.directory / name)  # readers never see half a message
+        message_id = BytesHeaderParser().parsebytes(data).get("Message-ID", "-")
+        print(f"smtp-sink: received {message_id} ({len(data)} bytes) -> {name}", flush=True)
+        return "250 OK"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    parser.add_argument("--dir", type=Path, default=Path(".dev/mail"))
+    args = parser.parse_args()
+    controller = Controller(
+        MaildirHandler(args.dir), hostname=args.host, port=args.port, enable_SMTPUTF8=True
+    )
+    controller.start()
+    print(f"smtp-sink: listening on {args.host}:{args.port}, writing to {args.dir}", flush=True)
+    stop = asyncio.Event()
+
+    async def wait() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+
+    try:
+        asyncio.run(wait())
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""`bindery dev` (what `make run` runs): the whole local stack in the foreground.
+
+Checks Postgres and the broker, creates and migrates the database, then runs the
+stand-ins (SeaweedFS S3, the SMTP sink, localstripe) and the Procfile's roles under
+honcho with prefixed logs. Ctrl-C stops them all; a second `bindery dev` is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from honcho.manager import Manager
+from honcho.printer import Printer
+
+from schema.runner import migrate
+from workers.db import connect, ensure_database
+from workers.devstack import seaweedfs
+from workers.devstack.servers import VENV_BIN, port_open, wait_for_port
+from workers.reachability import broker_problem, postgres_problem
+from workers.settings import Settings
+from workers.tokens import TokenVerifier, create_token
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+ROLES = ("web", "worker", "scheduler")
+
+
+def _procfile_roles(procfile: Path) -> dict[str, str]:
+    roles = {}
+    for line in procfile.read_text().splitlines():
+        name, sep, command = line.partition(":")
+        if sep and not line.startswith("#"):
+            roles[name.strip()] = command.strip()
+    return roles
+
+
+def _lock(dev_dir: Path) -> IO[str] | None:
+    """Hold .dev/dev.lock while the stack runs; None when another stack holds it."""
+    dev_dir.mkdir(parents=True, exist_ok=True)
+    handle = (dev_dir / "dev.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        print(f"bindery: the dev stack is already running (pid {holder}); stop it first", file=sys.stderr)
+        return None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+async def _prepare_database(settings: Settings, saved_token: str | None) -> str:
+    """Create and migrate the database; return a working development token."""
+    await ensure_database(settings.database_url)
+    conn = await connect(settings.database_url)
+    try:
+        await migrate(conn)
+        if saved_token and await TokenVerifier(conn, cache_seconds=0).verify(saved_token):
+            return saved_token
+        # A fresh token each time the old one is lost; earlier ones are revoked, not deleted
+        # (jobs they asked for keep pointing at them).
+        await conn.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE name LIKE 'dev-%' AND revoked_at IS NULL"
+        )
+        return await create_token(conn, f"dev-{int(time.time())}", ["*"])
+    finally:
+        await conn.close()
+
+
+def run_dev_stack(settings: Settings) -> int:
+    dev_dir = Path(os.environ.get("BINDERY_DEV_DIR", PROJECT_ROOT / ".dev")).resolve()
+    lock = _lock(dev_dir)
+    if lock is None:
+        return 1
+    problem = asyncio.run(postgres_problem(settings.database_url)) or broker_problem(settings.broker_url)
+    if problem:
+        print(f"bindery: {problem}", file=sys.stderr)
+        return 1
+
+    web_port = int(os.environ.get("PORT", "8000"))
+    s3_port = urlsplit(settings.s3_endpoint_url or "http://127.0.0.1:8333").port or 8333
+    smtp_port = urlsplit(settings.smtp_url.get_secret_value()).port or 25
+    stripe_base = settings.stripe_api_base or "http://127.0.0.1:8420"
+    stripe_port = urlsplit(stripe_base).port or 8420
+    ports = {"web": web_port, "s3": s3_port, "smtp": smtp_port, "stripe": stripe_port}
+    busy = [f"{name} port {port}" for name, port in ports.items() if port_open("127.0.0.1", port)]
+    if busy:
+        print(f"bindery: cannot start the dev stack: {', '.join(busy)} already in use", file=sys.stderr)
+        return 1
+
+    token_file = dev_dir / "dev-token"
+    saved = token_file.read_text().strip() if token_file.exists() else None
+    token = asyncio.run(_prepare_database(settings, saved))
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    s3_config = dev_dir / "s3-identities.json"
+    seaweedfs.write_identity(
+        s3_config,
+        settings.aws_access_key_id.get_secret_value(),
+        settings.aws_secret_access_key.get_secret_value(),
+    )
+    env = {**os.environ, "STRIPE_API_BASE": stripe_base, "PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    stand_ins = {
+        "s3": seaweedfs.command(dev_dir / "s3", s3_port, s3_config, settings.s3_bucket),
+        "smtp": [
+            sys.executable,
+            "-m",
+            "workers.devstack.smtp_sink",
+            "--port",
+            str(smtp_port),
+            "--dir",
+            str(dev_dir / "mail"),
+        ],
+        "stripe": [str(VENV_BIN / "localstripe"), "--port", str(stripe_port), "--from-scratch"],
+    }
+    manager = Manager(Printer(sys.stdout))
+    for name, argv in stand_ins.items():
+        manager.add_process(name, shlex.join(argv), env=env, cwd=str(PROJECT_ROOT))
+    roles = _procfile_roles(PROJECT_ROOT / "Procfile")
+    for role in ROLES:
+        manager.add_process(role, roles[role], env=env, cwd=str(PROJECT_ROOT))
+
+    threading.Thread(target=_announce, args=(ports, token), daemon=True).start()
+    manager.loop()
+    lock.close()
+    return manager.returncode or 0
+
+
+def _announce(ports: dict[str, int], token: str) -> None:
+    if not all(wait_for_port("127.0.0.1", port, 60) for port in ports.values()):
+        print(
+            "bindery dev: some services did not open their port within 60 s; see the logs above", flush=True
+        )
+        return
+    base = f"http://127.0.0.1:{ports['web']}"
+    print(
+        f"""
+bindery dev: ready
+  API          {base}   (OpenAPI: {base}/openapi.json, metrics: {base}/metrics)
+  S3           http://127.0.0.1:{ports["s3"]}
+  SMTP sink    127.0.0.1:{ports["smtp"]}  (messages in .dev/mail/)
+  Stripe fake  http://127.0.0.1:{ports["stripe"]}
+  dev token    in .dev/dev-token
+
+  curl {base}/readyz
+  curl -X POST -H "Authorization: Bearer $(cat .dev/dev-token)" {base}/jobs/system.ping
+  curl -H "Authorization: Bearer $(cat .dev/dev-token)" {base}/jobs/JOB_ID
+
+Ctrl-C stops everything.
+""",
+        flush=True,
+    )

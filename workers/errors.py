@@ -1,0 +1,22 @@
+"""Turn the failures an operator can fix into one line instead of a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from schema.runner import MigrationError
+
+
+def describe_startup_error(error: BaseException) -> str | None:
+    if isinstance(error, MigrationError):
+        return f"migration refused: {error}"
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return "the database in DATABASE_URL does not exist: run `bindery migrate --create-database`"
+    if isinstance(error, OSError | asyncio.TimeoutError | asyncpg.CannotConnectNowError):
+        return (
+            f"cannot reach PostgreSQL at DATABASE_URL ({type(error).__name__}); "
+            "is it running? (see the README's Local services)"
+        )
+    return None

@@ -1,0 +1,130 @@
+"""Jobs other services may ask for through `POST /jobs/{name}`, and the actor that runs each.
+
+A job is declared next to its domain with `@job(...)`: its name, the scope a token
+needs, a pydantic model of its arguments, and its queue. The broker message carries
+only the job's id; the actor loads the row, runs the plain async handler, and records
+the outcome on the row, so `GET /jobs/{id}` can say where it stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+import dramatiq
+from pydantic import BaseModel, ConfigDict
+
+import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
+from workers.logs import get_logger
+from workers.queues import policy
+from workers.resources import Resources, current_resources
+
+log = get_logger(__name__)
+
+Args = TypeVar("Args", bound=BaseModel)
+Handler = Callable[[Resources, Any], Awaitable[dict[str, Any] | None]]
+SCOPES = ("system", "billing", "erasure", "backups")
+
+
+class JobArguments(BaseModel):
+    """Base of every job's argument model: unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobError(Exception):
+    """An expected failure whose message is safe to store and show (ids only, no PII)."""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    scope: str
+    arguments: type[JobArguments]
+    queue: str
+    actor: dramatiq.Actor[Any, Any]
+    description: str
+
+
+JOBS: dict[str, JobSpec] = {}
+
+
+def job(
+    name: str, *, scope: str, arguments: type[JobArguments], queue: str = "default"
+) -> Callable[[Handler], Handler]:
+    """Declare a job; the decorated `async def handler(resources, arguments)` stays plain."""
+    if scope not in SCOPES:
+        raise ValueError(f"job {name}: unknown scope {scope!r}")
+    queue_policy = policy(queue)
+
+    def declare(handler: Handler) -> Handler:
+        async def run(job_id: str) -> None:
+            await run_job(current_resources(), UUID(job_id), handler, arguments, queue_policy.max_retries)
+
+        run.__name__ = name.replace(".", "_")
+        actor = dramatiq.actor(actor_name=name, queue_name=queue, **queue_policy.actor_options())(run)
+        JOBS[name] = JobSpec(name, scope, arguments, queue, actor, (handler.__doc__ or "").strip())
+        return handler
+
+    return declare
+
+
+def describe_error(error: BaseException) -> str:
+    """What may be stored about a failure: our own messages, else only the exception's type
+    (a driver's message can quote the row it choked on)."""
+    if isinstance(error, JobError):
+        return str(error)
+    return type(error).__name__
+
+
+async def run_job(
+    resources: Resources,
+    job_id: UUID,
+    handler: Handler,
+    arguments: type[BaseModel],
+    max_retries: int,
+) -> None:
+    """Run one job. A job already done or failed is left alone, so a duplicate message is harmless."""
+    pool: asyncpg.Pool = resources.pool
+    row = await pool.fetchrow(
+        """
+        UPDATE jobs SET status = 'running', attempts = attempts + 1,
+               started_at = coalesce(started_at, now()), updated_at = now()
+         WHERE id = $1 AND status IN ('queued', 'running')
+        RETURNING arguments, attempts
+        """,
+        job_id,
+    )
+    if row is None:
+        log.info("job already finished or unknown", job_id=str(job_id))
+        return
+    try:
+        result = await handler(resources, arguments.model_validate(row["arguments"]))
+    except Exception as error:
+        final = row["attempts"] > max_retries
+        await pool.execute(
+            """
+            UPDATE jobs SET status = $2, error = $3, updated_at = now(),
+                   finished_at = CASE WHEN $2 = 'failed' THEN now() END
+             WHERE id = $1 AND status = 'running'
+            """,
+            job_id,
+            "failed" if final else "queued",
+            describe_error(error),
+        )
+        log.warning("job attempt failed", job_id=str(job_id), attempt=row["attempts"], final=final)
+        if final:
+            return
+        raise
+    await pool.execute(
+        """
+        UPDATE jobs SET status = 'done', result = $2, error = NULL,
+               finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'running'
+        """,
+        job_id,
+        result or {},
+    )

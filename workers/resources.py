@@ -1,0 +1,67 @@
+"""What an actor may use, opened once per worker process: the asyncpg pool and settings.
+
+Domain issues add their clients (Stripe, S3, SMTP) here, so that every actor gets
+them the same way and they are closed at shutdown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+
+from workers.db import create_pool
+from workers.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    pool: asyncpg.Pool
+
+
+_current: Resources | None = None
+
+
+def current_resources() -> Resources:
+    """The worker process's resources; only actors call this, and pass what they need on."""
+    if _current is None:
+        raise RuntimeError("worker resources are not open (is the Resources middleware installed?)")
+    return _current
+
+
+async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
+    return Resources(settings=settings, pool=await create_pool(settings.database_url, max_size=pool_size))
+
+
+async def close_resources(resources: Resources) -> None:
+    await resources.pool.close()
+
+
+class ResourcesMiddleware(dramatiq.Middleware):
+    """Opens `Resources` on the worker's event loop after boot and closes them at shutdown.
+
+    The pool is no larger than the worker's thread count: each thread runs one actor
+    at a time, so more connections would sit idle on the database.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+        global _current
+        loop_thread = get_event_loop_thread()
+        assert loop_thread is not None, "the AsyncIO middleware must come first"
+        _current = loop_thread.run_coroutine(
+            open_resources(self.settings, pool_size=max(1, worker.worker_threads))
+        )
+
+    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        global _current
+        loop_thread = get_event_loop_thread()
+        if _current is not None and loop_thread is not None:
+            loop_thread.run_coroutine(close_resources(_current))
+        _current = None

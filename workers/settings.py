@@ -1,0 +1,210 @@
+"""One `Settings` object, read from the environment, for every bindery process.
+
+A missing or invalid value stops the process at start with one line naming the
+variable (`SettingsError`, exit status 2). Production refuses the development
+defaults, so a forgotten variable cannot ship a test key.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Development defaults. Production refuses every one of them (see `production_problems`).
+DEV_STRIPE_API_KEY = "sk_test_bindery_development"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_bindery_development"  # noqa: S105 (refused in production)
+DEV_AWS_ACCESS_KEY_ID = "bindery-dev"
+DEV_AWS_SECRET_ACCESS_KEY = "bindery-dev-secret"  # noqa: S105 (refused in production)
+# Public half of workers/devstack/dev-backup-identity.txt: anyone can decrypt what it protects.
+DEV_BACKUP_RECIPIENT = "age10vswtwy4k39v24njtgxy8tf2t6p2jxdq8pr9tvzgdrc6t9ygyg9qjmj7dm"
+DEV_ERASURE_LEDGER_KEY = "bindery-development-ledger-key"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable, never its value."""
+
+
+def parse_duration(value: object) -> timedelta:
+    """Accept `90s`, `15m`, `24h`, `7d` (or a timedelta / number of seconds)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected a duration such as 90s, 15m, 24h or 7d")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def split_list(value: object) -> object:
+    """Comma-separated environment values become lists."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_list)]
+CommaSecrets = Annotated[list[SecretStr], NoDecode, BeforeValidator(split_list)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    bindery_env: Literal["development", "production"] = "development"
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/bindery"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+
+    stripe_api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    stripe_webhook_secret: CommaSecrets = Field(
+        default_factory=lambda: [SecretStr(DEV_STRIPE_WEBHOOK_SECRET)], min_length=1
+    )
+    stripe_api_base: str | None = None
+
+    s3_endpoint_url: str | None = "http://127.0.0.1:8333"
+    s3_bucket: str = "bindery-backups"
+    s3_region: str = "fr-par"
+    aws_access_key_id: SecretStr = SecretStr(DEV_AWS_ACCESS_KEY_ID)
+    aws_secret_access_key: SecretStr = SecretStr(DEV_AWS_SECRET_ACCESS_KEY)
+
+    backup_recipients: CommaList = Field(default_factory=lambda: [DEV_BACKUP_RECIPIENT], min_length=1)
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
+
+    smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:8025")
+    mail_from: str = "bindery <no-reply@bindery.localhost>"
+
+    erasure_grace: Duration = timedelta(hours=24)
+    erasure_ledger_key: SecretStr = SecretStr(DEV_ERASURE_LEDGER_KEY)
+
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    trust_proxy: bool = False
+
+    # How long a verified API token is trusted without asking the database again
+    # (a revocation takes at most this long to bite).
+    api_token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # Prometheus exposition port of `bindery worker` (one per machine).
+    worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected a postgresql:// URL")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "amqp", "amqps"):
+            raise ValueError("expected a redis://, rediss://, amqp:// or amqps:// URL")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("expected smtp://[user:pass@]host[:port] or smtps://…")
+        return value
+
+    @field_validator("backup_recipients")
+    @classmethod
+    def _age_recipients(cls, value: list[str]) -> list[str]:
+        for recipient in value:
+            if not recipient.startswith(("age1", "ssh-ed25519 ", "ssh-rsa ")):
+                raise ValueError("each recipient must be an age public key (age1…)")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.bindery_env == "production"
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        return [secret.get_secret_value() for secret in self.stripe_webhook_secret]
+
+
+def production_problems(settings: Settings) -> list[tuple[str, str]]:
+    """(VARIABLE, reason) for every development default still in force in production."""
+    problems: list[tuple[str, str]] = []
+
+    def refuse(variable: str, condition: bool, reason: str) -> None:
+        if condition:
+            problems.append((variable, reason))
+
+    refuse(
+        "STRIPE_API_KEY",
+        settings.stripe_api_key.get_secret_value() == DEV_STRIPE_API_KEY,
+        "the development key is refused in production",
+    )
+    refuse(
+        "STRIPE_WEBHOOK_SECRET",
+        DEV_STRIPE_WEBHOOK_SECRET in settings.webhook_secrets,
+        "the development secret is refused in production",
+    )
+    refuse(
+        "AWS_SECRET_ACCESS_KEY",
+        settings.aws_secret_access_key.get_secret_value() == DEV_AWS_SECRET_ACCESS_KEY,
+        "the development credentials are refused in production",
+    )
+    refuse(
+        "BACKUP_RECIPIENTS",
+        DEV_BACKUP_RECIPIENT in settings.backup_recipients,
+        "the development key is refused in production (anyone can decrypt with it)",
+    )
+    refuse(
+        "ERASURE_LEDGER_KEY",
+        settings.erasure_ledger_key.get_secret_value() == DEV_ERASURE_LEDGER_KEY,
+        "the development key is refused in production",
+    )
+    refuse(
+        "S3_ENDPOINT_URL",
+        (settings.s3_endpoint_url or "https://").startswith("http://"),
+        "plain HTTP is refused in production",
+    )
+    smtp = urlsplit(settings.smtp_url.get_secret_value())
+    refuse(
+        "SMTP_URL",
+        smtp.hostname in ("127.0.0.1", "localhost"),
+        "the local development sink is refused in production",
+    )
+    refuse(
+        "TLS_CERT_FILE",
+        not settings.trust_proxy and not (settings.tls_cert_file and settings.tls_key_file),
+        "production serves HTTPS only: set TLS_CERT_FILE and TLS_KEY_FILE, or TRUST_PROXY=1 "
+        "behind a proxy that terminates TLS",
+    )
+    return problems
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise `SettingsError` naming the first bad variable."""
+    try:
+        settings = Settings()
+    except ValidationError as error:
+        first = error.errors(include_input=False)[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise SettingsError(f"invalid setting {variable}: {first['msg']}") from None
+    if settings.tls_cert_file and not settings.tls_key_file:
+        raise SettingsError("invalid setting TLS_KEY_FILE: required with TLS_CERT_FILE")
+    for path_variable in ("tls_cert_file", "tls_key_file"):
+        path = getattr(settings, path_variable)
+        if path is not None and not path.is_file():
+            raise SettingsError(f"invalid setting {path_variable.upper()}: no such file")
+    if settings.is_production:
+        problems = production_problems(settings)
+        if problems:
+            variable, reason = problems[0]
+            raise SettingsError(f"invalid setting {variable}: {reason}")
+    return settings

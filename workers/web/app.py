@@ -1,0 +1,137 @@
+"""The aiohttp application factory and the process's probes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+import dramatiq
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+import tasks  # noqa: F401  (fills the job registry the API serves)
+from workers import broker as broker_module
+from workers.batching import Batcher
+from workers.db import create_pool
+from workers.settings import Settings
+from workers.tokens import TokenVerifier
+from workers.web import https
+from workers.web.errors import json_errors
+from workers.web.job_api import flush_submissions, job_status, submit_job
+from workers.web.openapi import openapi_document
+from workers.web.state import STATE, WebState
+
+MAX_BODY = 1024 * 1024  # the webhook contract's 1 MiB; job arguments are far smaller
+PROBE_TIMEOUT = 2.0
+
+REQUESTS = Counter("bindery_http_requests_total", "HTTP requests.", ["route", "method", "status"])
+LATENCY = Histogram(
+    "bindery_http_request_seconds",
+    "HTTP request latency.",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+@web.middleware
+async def request_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    response = await handler(request)
+    # The route template, never the raw path: labels stay few and carry no ids.
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    REQUESTS.labels(route=route, method=request.method, status=str(response.status)).inc()
+    LATENCY.labels(route=route).observe(time.perf_counter() - started)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    state: WebState = request.app[STATE]
+    checks = {
+        "database": _probe(state.pool.fetchval("SELECT 1")),
+        "broker": _probe(
+            asyncio.get_running_loop().run_in_executor(
+                state.executor, functools.partial(broker_module.ping, state.broker)
+            )
+        ),
+    }
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    if all(ok for ok in results.values()):
+        return web.json_response({"status": "ready", "database": "ok", "broker": "ok"})
+    failed = [name for name, ok in results.items() if not ok]
+    return web.json_response(
+        {"error": "not_ready", "detail": {name: "unreachable" for name in failed}}, status=503
+    )
+
+
+async def _probe(awaitable: asyncio.Future[object] | object) -> bool:
+    try:
+        await asyncio.wait_for(awaitable, PROBE_TIMEOUT)  # type: ignore[arg-type]
+    except Exception:
+        return False
+    return True
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
+    middlewares: list[Middleware] = [request_metrics, json_errors]
+    forwarded = https.forwarded_https_only(settings)
+    if forwarded is not None:
+        middlewares.insert(0, forwarded)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
+
+    async def open_state(app: web.Application) -> AsyncIterator[None]:
+        # min_size=0: the process starts, and answers 503, while the database is down.
+        pool = await create_pool(settings.database_url, min_size=0, max_size=10)
+        state = WebState(
+            settings=settings,
+            pool=pool,
+            broker=broker or broker_module.broker,
+            verifier=TokenVerifier(pool, cache_seconds=settings.api_token_cache_seconds),
+            submissions=Batcher(lambda batch: flush_submissions(state, batch)),
+            executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="broker"),
+        )
+        app[STATE] = state
+        yield
+        if state.sending:
+            await asyncio.wait(state.sending, timeout=5)
+        state.executor.shutdown(wait=False)
+        await pool.close()
+
+    app.cleanup_ctx.append(open_state)
+    if settings.is_production:
+        app.on_response_prepare.append(https.add_hsts)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_post("/jobs/{name}", submit_job)
+    app.router.add_get("/jobs/{job_id}", job_status)
+    return app
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        ssl_context=https.ssl_context(settings),
+        access_log=None,
+        shutdown_timeout=5,
+        print=None,
+    )

@@ -1,0 +1,162 @@
+"""`POST /jobs/{name}` and `GET /jobs/{id}`: other services ask bindery for work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from workers.job_requests import (
+    Accepted,
+    IdempotencyConflict,
+    Submission,
+    fetch_job,
+    insert_submissions,
+    send_jobs,
+)
+from workers.jobs import JOBS
+from workers.logs import get_logger
+from workers.tokens import TokenIdentity, TokenVerifier
+from workers.web.errors import json_error
+from workers.web.state import STATE, WebState
+
+log = get_logger(__name__)
+JOBS_ACCEPTED = Counter("bindery_jobs_accepted_total", "Job requests accepted.", ["job", "replay"])
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class _Refused(Exception):
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
+
+
+async def _authenticate(request: web.Request, verifier: TokenVerifier) -> TokenIdentity:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    identity = await verifier.verify(token.strip()) if scheme.lower() == "bearer" else None
+    if identity is None:
+        raise _Refused(
+            json_error(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <token> (bindery token create)",
+                headers={"WWW-Authenticate": 'Bearer realm="bindery"'},
+            )
+        )
+    return identity
+
+
+async def _read_arguments(request: web.Request) -> dict[str, Any]:
+    body = await request.read()  # raises 413 past the app's client_max_size
+    if not body.strip():
+        return {}
+    if request.content_type != "application/json":
+        raise _Refused(json_error(415, "unsupported_media_type", "send application/json"))
+    try:
+        arguments = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _Refused(json_error(400, "malformed_json", "the body is not valid JSON")) from None
+    if not isinstance(arguments, dict):
+        raise _Refused(json_error(422, "invalid_arguments", "the body must be a JSON object"))
+    return arguments
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    state: WebState = request.app[STATE]
+    name = request.match_info["name"]
+    try:
+        identity = await _authenticate(request, state.verifier)
+        spec = JOBS.get(name)
+        if spec is None:
+            return json_error(404, "unknown_job", {"known": sorted(JOBS)})
+        if not identity.allows(spec.scope):
+            return json_error(403, "forbidden", f"this token lacks the {spec.scope!r} scope")
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+            return json_error(400, "bad_idempotency_key", "1-255 printable ASCII characters")
+        raw = await _read_arguments(request)
+    except _Refused as refused:
+        return refused.response
+    try:
+        arguments = spec.arguments.model_validate(raw)
+    except ValidationError as error:
+        # Field errors without the input values: those may be personal data.
+        fields = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in error.errors(include_input=False, include_url=False)
+        ]
+        return json_error(422, "invalid_arguments", fields)
+
+    outcome = await state.submissions.submit(
+        Submission(name, arguments.model_dump(mode="json"), identity.token_id, key)
+    )
+    if isinstance(outcome, IdempotencyConflict):
+        return json_error(409, "idempotency_conflict", str(outcome))
+    JOBS_ACCEPTED.labels(job=name, replay=str(not outcome.created).lower()).inc()
+    return web.json_response(
+        {"job_id": str(outcome.job_id), "status": outcome.status},
+        status=202,
+        headers={"Location": f"/jobs/{outcome.job_id}"},
+    )
+
+
+async def job_status(request: web.Request) -> web.Response:
+    state: WebState = request.app[STATE]
+    try:
+        identity = await _authenticate(request, state.verifier)
+    except _Refused as refused:
+        return refused.response
+    try:
+        job_id = UUID(request.match_info["job_id"])
+    except ValueError:
+        return json_error(404, "unknown_job_id")
+    row = await fetch_job(state.pool, job_id)
+    if row is None or row["name"] not in JOBS:
+        return json_error(404, "unknown_job_id")
+    if not identity.allows(JOBS[row["name"]].scope):
+        return json_error(403, "forbidden", "this token lacks the job's scope")
+    return web.json_response(
+        {
+            "job_id": str(row["id"]),
+            "name": row["name"],
+            "status": row["status"],
+            "attempts": row["attempts"],
+            "result": row["result"],
+            "error": row["error"],
+            **{
+                field: row[field].isoformat() if row[field] else None
+                for field in ("created_at", "started_at", "finished_at")
+            },
+        }
+    )
+
+
+async def flush_submissions(state: WebState, batch: list[Submission]) -> list[Accepted | IdempotencyConflict]:
+    """One INSERT for the batch; then, after commit, send the new jobs' messages.
+
+    Sending happens in a thread and is not awaited by the requests: the rows are
+    committed, and a message that fails to go out is re-sent by the jobs reconciler.
+    """
+    results = await insert_submissions(state.pool, batch)
+    created = [
+        (submission.name, result.job_id)
+        for submission, result in zip(batch, results, strict=True)
+        if isinstance(result, Accepted) and result.created
+    ]
+    if created:
+        task = asyncio.get_running_loop().run_in_executor(state.executor, _send, created)
+        state.sending.add(task)
+        task.add_done_callback(state.sending.discard)
+    return results
+
+
+def _send(jobs: list[tuple[str, UUID]]) -> None:
+    try:
+        send_jobs(jobs)
+    except Exception as error:
+        log.warning("enqueue failed; the reconciler will re-send", jobs=len(jobs), error=type(error).__name__)

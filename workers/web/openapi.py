@@ -1,0 +1,124 @@
+"""The OpenAPI description of the HTTP API, built from the job registry so it cannot drift."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from workers.jobs import JOBS
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}, "detail": {}},
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": "error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status in statuses
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+@functools.cache  # the registry is fixed once the process has imported its tasks
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Database and broker reachable",
+                "responses": {"200": _json({"type": "object"}, "ready"), **_errors(503)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}},
+            }
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "summary": "A job's status",
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "job_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
+    }
+    for name, spec in sorted(JOBS.items()):
+        paths[f"/jobs/{name}"] = {
+            "post": {
+                "summary": spec.description.splitlines()[0] if spec.description else name,
+                "security": [{"bearer": []}],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    }
+                ],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": spec.arguments.model_json_schema()}},
+                },
+                "responses": {
+                    "202": _json({"$ref": "#/components/schemas/Accepted"}, "queued"),
+                    **_errors(400, 401, 403, 409, 413, 415, 422, 503),
+                },
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "bindery", "version": "1"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": _ERROR,
+                "Accepted": {
+                    "type": "object",
+                    "required": ["job_id", "status"],
+                    "properties": {
+                        "job_id": {"type": "string", "format": "uuid"},
+                        "status": {"type": "string"},
+                    },
+                },
+                "Job": {
+                    "type": "object",
+                    "required": ["job_id", "name", "status"],
+                    "properties": {
+                        "job_id": {"type": "string", "format": "uuid"},
+                        "name": {"type": "string"},
+                        "status": {"enum": ["queued", "running", "done", "failed"]},
+                        "attempts": {"type": "integer"},
+                        "result": {},
+                        "error": {"type": ["string", "null"]},
+                        "created_at": {"type": ["string", "null"]},
+                        "started_at": {"type": ["string", "null"]},
+                        "finished_at": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    }

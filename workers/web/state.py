@@ -1,0 +1,32 @@
+"""What the web process holds open while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import dramatiq
+from aiohttp import web
+
+from workers.batching import Batcher
+from workers.job_requests import Accepted, IdempotencyConflict, Submission
+from workers.settings import Settings
+from workers.tokens import TokenVerifier
+
+
+@dataclass
+class WebState:
+    settings: Settings
+    pool: asyncpg.Pool
+    broker: dramatiq.Broker
+    verifier: TokenVerifier
+    submissions: Batcher[Submission, Accepted | IdempotencyConflict]
+    # Broker clients block; they run here, off the event loop.
+    executor: ThreadPoolExecutor
+    sending: set[asyncio.Future[Any]] = field(default_factory=set)
+
+
+STATE = web.AppKey("state", WebState)
