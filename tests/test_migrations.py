@@ -44,7 +44,7 @@ async def test_an_applied_migration_that_changed_is_refused(scratch_url: str, tm
         await migrate(conn, tmp_path)
         edited = tmp_path / "0002_job_api.sql"
         edited.write_text(edited.read_text() + "\n-- edited\n")
-        with pytest.raises(MigrationError, match="0002_job_api.sql changed"):
+        with pytest.raises(MigrationError, match=r"0002_job_api\.sql changed"):
             await migrate(conn, tmp_path)
     finally:
         await conn.close()
@@ -68,7 +68,7 @@ async def test_a_failing_migration_leaves_nothing_behind(scratch_url: str, tmp_p
 
 def test_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_first.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNNN_name\.sql"):
         discover(tmp_path)
 
 

@@ -1,0 +1,95 @@
+"""`make run` (= `bindery dev`): the whole local stack starts, answers, and stops cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.http import answers, call
+from tests.processes import BINDERY, bindery_env, run_bindery, wait_until
+from workers.devstack.servers import free_port
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _all_descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str, tmp_path: Path) -> None:
+    s3, smtp, stripe, web = (free_port() for _ in range(4))
+    env = bindery_env(
+        BINDERY_DEV_DIR=str(tmp_path / "dev"),
+        PORT=str(web),
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
+        SMTP_URL=f"smtp://127.0.0.1:{smtp}",
+        STRIPE_API_BASE=f"http://127.0.0.1:{stripe}",
+    )
+    log = (tmp_path / "dev.log").open("wb")
+    stack = subprocess.Popen(
+        [BINDERY, "dev"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        wait_until(lambda: b"bindery dev: ready" in (tmp_path / "dev.log").read_bytes(), 90, "the dev stack")
+        base = f"http://127.0.0.1:{web}"
+        assert answers(f"{base}/readyz")
+        token = (tmp_path / "dev" / "dev-token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        _, _, job = call("POST", f"{base}/jobs/system.ping", body={}, headers=headers)
+        wait_until(
+            lambda: call("GET", f"{base}/jobs/{job['job_id']}", headers=headers)[2]["status"] == "done",
+            30,
+            "the ping job",
+        )
+        stripe_status, _, _ = call(
+            "GET", f"http://127.0.0.1:{stripe}/v1/customers", headers={"Authorization": "Bearer sk_test_dev"}
+        )
+        assert stripe_status == 200
+        assert "curl" in (tmp_path / "dev.log").read_text()
+
+        second = run_bindery("dev", env=env, timeout=30)
+        assert second.returncode == 1
+        assert "already running" in second.stderr
+
+        children = _all_descendants(stack.pid)
+        assert len(children) >= 6
+        os.killpg(stack.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        stack.wait(timeout=15)
+        wait_until(lambda: not any(_alive(pid) for pid in children), 10, "every process of the stack to exit")
+    finally:
+        if stack.poll() is None:
+            os.killpg(stack.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_dev_stack_names_the_unreachable_database(tmp_path: Path) -> None:
+    env = bindery_env(
+        BINDERY_DEV_DIR=str(tmp_path / "dev"), DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    )
+    result = run_bindery("dev", env=env, timeout=30)
+    assert result.returncode == 1
+    assert "DATABASE_URL" in result.stderr and "pg_ctlcluster" in result.stderr

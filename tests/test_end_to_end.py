@@ -1,0 +1,43 @@
+"""The whole path through real processes: `bindery web` → broker → `bindery worker` → Postgres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import RABBITMQ_URL, REDIS_URL
+from tests.http import answers, call
+from tests.processes import bindery, bindery_env, run_bindery, wait_until
+from workers.devstack.servers import free_port
+
+
+@pytest.mark.parametrize("broker_url", [REDIS_URL, RABBITMQ_URL], ids=["redis", "rabbitmq"])
+def test_ping_runs_end_to_end(
+    broker_url: str, database_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    env = bindery_env(BROKER_URL=broker_url)
+    created = run_bindery(
+        "token", "create", f"e2e-{tmp_path.name[-20:]}".lower(), "--scope", "system", env=env
+    )
+    token = created.stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    base = f"http://127.0.0.1:{free_port()}"
+    port = base.rsplit(":", 1)[1]
+    with (
+        bindery("web", "--port", port, log=tmp_path / "web.log", env=env),
+        bindery("worker", "--processes", "1", "--threads", "2", log=tmp_path / "worker.log", env=env),
+    ):
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web to answer")
+        assert call("GET", f"{base}/readyz")[0] == 200
+        status, _, body = call("POST", f"{base}/jobs/system.ping", body={}, headers=headers)
+        assert status == 202, body
+
+        def finished() -> dict[str, object] | None:
+            job = call("GET", f"{base}/jobs/{body['job_id']}", headers=headers)[2]
+            return job if job["status"] in ("done", "failed") else None
+
+        job = wait_until(finished, 30, "the ping job to finish", interval=0.2)
+    assert job["status"] == "done", (tmp_path / "worker.log").read_text()
+    assert job["result"]["pong"] is True

@@ -1,0 +1,49 @@
+"""HTTPS only: TLS served directly, or behind a trusted proxy; HSTS in production."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import trustme
+
+from tests.http import answers, call
+from tests.processes import bindery, bindery_env, wait_until
+from tests.test_settings import PRODUCTION_READY
+from workers.devstack.servers import free_port
+
+
+def test_web_speaks_tls_with_the_configured_certificate(database_url: str, tmp_path: Path) -> None:
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certificate.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    certificate.private_key_pem.write_to_path(str(key_file))
+    client_context = ssl.create_default_context()
+    authority.configure_trust(client_context)
+
+    env = dict(PRODUCTION_READY)
+    del env["TRUST_PROXY"]
+    env.update(TLS_CERT_FILE=str(cert_file), TLS_KEY_FILE=str(key_file))
+    port = free_port()
+    with bindery("web", "--port", str(port), log=tmp_path / "web.log", env=bindery_env(**env)):
+        url = f"https://127.0.0.1:{port}/healthz"
+        wait_until(lambda: answers(url, client_context), 20, "HTTPS to answer")
+        status, headers, _ = call("GET", url, context=client_context)
+        assert status == 200
+        assert headers["Strict-Transport-Security"].startswith("max-age=")
+        # Plain HTTP on the TLS port gets nowhere.
+        assert not answers(f"http://127.0.0.1:{port}/healthz")
+
+
+def test_behind_a_proxy_plain_http_is_refused(database_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    with bindery("web", "--port", str(port), log=tmp_path / "web.log", env=bindery_env(**PRODUCTION_READY)):
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web to answer")
+        status, headers, body = call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "http"})
+        assert status == 403 and body["error"] == "https_required"
+        assert "Strict-Transport-Security" in headers
+        status, _, _ = call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "https"})
+        assert status == 200
+        assert call("GET", f"{base}/openapi.json")[0] == 403  # no header: not known to be HTTPS
