@@ -33,8 +33,11 @@ test: lint
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
+# wrk (Debian) is the load generator when it can be installed; else bench/load.py's asyncio client.
 bench: install
-	$(BIN)/python -m bench
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+		echo "make bench: wrk not available; using the asyncio load generator" >&2
+	$(BIN)/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .dev .pytest_cache .mypy_cache .ruff_cache

@@ -25,7 +25,7 @@ def run_scheduler(settings: Settings) -> int:
         broker.get_actor(job.actor).send(*job.args)
 
     async def run() -> None:
-        pool = await create_pool(settings.database_url, max_size=2)
+        pool = await create_pool(settings.database_url, max_size=2, application_name="bindery-scheduler")
         try:
             await run_forever(pool, SCHEDULE, send)
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import redis
 from tests.conftest import RABBITMQ_URL, REDIS_URL
 from tests.http import answers, call
 from tests.processes import bindery, bindery_env, run_bindery, wait_until
+from workers.db import connect
 from workers.devstack.servers import free_port
 
 
@@ -39,5 +41,21 @@ def test_ping_runs_end_to_end(
             return job if job["status"] in ("done", "failed") else None
 
         job = wait_until(finished, 30, "the ping job to finish", interval=0.2)
-    assert job["status"] == "done", (tmp_path / "worker.log").read_text()
-    assert job["result"]["pong"] is True
+        assert job["status"] == "done", (tmp_path / "worker.log").read_text()
+        assert job["result"]["pong"] is True
+        # One pool per worker process, no larger than its thread count.
+        worker_connections = asyncio.run(_connections(database_url, "bindery-worker"))
+        assert 1 <= worker_connections <= 2
+
+
+async def _connections(database_url: str, application_name: str) -> int:
+    conn = await connect(database_url)
+    try:
+        count: int = await conn.fetchval(
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = $1""",
+            application_name,
+        )
+        return count
+    finally:
+        await conn.close()

@@ -23,9 +23,13 @@ async def connect(dsn: str) -> asyncpg.Connection:
     return conn
 
 
-async def create_pool(dsn: str, *, max_size: int, min_size: int = 1) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, max_size: int, min_size: int = 1, application_name: str = "bindery"
+) -> asyncpg.Pool:
+    """A pool whose connections say which role opened them (pg_stat_activity.application_name)."""
     pool = await asyncpg.create_pool(
         dsn,
+        server_settings={"application_name": application_name},
         min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,

@@ -13,10 +13,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
+import dramatiq
 
+from workers.enqueue import enqueue_many
+from workers.ids import uuid4_batch
 from workers.jobs import JOBS
 from workers.queues import policy
 
@@ -46,7 +49,7 @@ async def insert_submissions(
     conn: asyncpg.Connection | asyncpg.Pool, submissions: list[Submission]
 ) -> list[Accepted | IdempotencyConflict]:
     """Insert a batch of job requests in one statement; replays of a key return the first job."""
-    ids = [uuid4() for _ in submissions]
+    ids = uuid4_batch(len(submissions))
     inserted = {
         row["id"]
         for row in await conn.fetch(
@@ -142,10 +145,26 @@ async def requeue_stale_jobs(
     return len(rows)
 
 
+def job_messages(jobs: list[tuple[str, UUID]]) -> list[dramatiq.Message[object]]:
+    """One message per (job name, id), carrying only the id."""
+    message_ids = uuid4_batch(len(jobs))
+    return [
+        dramatiq.Message(
+            queue_name=JOBS[name].queue,
+            actor_name=name,
+            args=(str(job_id),),
+            kwargs={},
+            options={},
+            message_id=str(message_id),
+        )
+        for (name, job_id), message_id in zip(jobs, message_ids, strict=True)
+    ]
+
+
 def send_jobs(jobs: list[tuple[str, UUID]]) -> None:
-    """Send one message per (job name, id). Blocking: call it from a thread in async code."""
-    for name, job_id in jobs:
-        JOBS[name].actor.send(str(job_id))
+    """Send the jobs' messages. Blocking: call it from a thread in async code."""
+    if jobs:
+        enqueue_many(JOBS[jobs[0][0]].actor.broker, job_messages(jobs))
 
 
 async def send_jobs_in_thread(jobs: list[tuple[str, UUID]]) -> None:

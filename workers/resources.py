@@ -34,7 +34,10 @@ def current_resources() -> Resources:
 
 
 async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
-    return Resources(settings=settings, pool=await create_pool(settings.database_url, max_size=pool_size))
+    return Resources(
+        settings=settings,
+        pool=await create_pool(settings.database_url, max_size=pool_size, application_name="bindery-worker"),
+    )
 
 
 async def close_resources(resources: Resources) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from workers.logs import get_logger
 
@@ -32,22 +31,21 @@ def _code(reason: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as error:
-        if error.content_type == "application/json" or error.status < 400:
-            raise
+def error_response(request: web.Request, error: Exception) -> web.StreamResponse:
+    """The JSON answer for an exception a handler raised; re-raises what is not an error."""
+    if isinstance(error, web.HTTPException):
+        if error.status < 400:
+            raise error
         return json_error(
             error.status,
             _code(error.reason),
             error.text if error.text and error.text != f"{error.status}: {error.reason}" else None,
             headers={k: v for k, v in error.headers.items() if k.lower() in ("allow", "www-authenticate")},
         )
-    except _DATABASE_DOWN as error:
+    if isinstance(error, _DATABASE_DOWN):
+        if request.transport is None or request.transport.is_closing():
+            raise error  # the client went away mid-request: nothing to answer, nothing wrong
         log.warning("database unreachable", path=request.path, error=type(error).__name__)
         return json_error(503, "database_unavailable", "try again shortly", headers={"Retry-After": "5"})
-    except Exception:
-        log.exception("unhandled error", path=request.path)
-        return json_error(500, "internal_error")
+    log.error("unhandled error", path=request.path, exc_info=error)
+    return json_error(500, "internal_error")

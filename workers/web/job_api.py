@@ -18,6 +18,7 @@ from workers.job_requests import (
     Submission,
     fetch_job,
     insert_submissions,
+    job_messages,
     send_jobs,
 )
 from workers.jobs import JOBS
@@ -139,8 +140,8 @@ async def job_status(request: web.Request) -> web.Response:
 async def flush_submissions(state: WebState, batch: list[Submission]) -> list[Accepted | IdempotencyConflict]:
     """One INSERT for the batch; then, after commit, send the new jobs' messages.
 
-    Sending happens in a thread and is not awaited by the requests: the rows are
-    committed, and a message that fails to go out is re-sent by the jobs reconciler.
+    Sending is not awaited by the requests: the rows are committed, and a message
+    that fails to go out is re-sent by the jobs reconciler.
     """
     results = await insert_submissions(state.pool, batch)
     created = [
@@ -149,14 +150,17 @@ async def flush_submissions(state: WebState, batch: list[Submission]) -> list[Ac
         if isinstance(result, Accepted) and result.created
     ]
     if created:
-        task = asyncio.get_running_loop().run_in_executor(state.executor, _send, created)
+        task = asyncio.ensure_future(_send(state, created))
         state.sending.add(task)
         task.add_done_callback(state.sending.discard)
     return results
 
 
-def _send(jobs: list[tuple[str, UUID]]) -> None:
+async def _send(state: WebState, jobs: list[tuple[str, UUID]]) -> None:
     try:
-        send_jobs(jobs)
+        if state.enqueuer is not None:
+            await state.enqueuer.enqueue_many(job_messages(jobs))
+        else:
+            await asyncio.get_running_loop().run_in_executor(state.executor, send_jobs, jobs)
     except Exception as error:
         log.warning("enqueue failed; the reconciler will re-send", jobs=len(jobs), error=type(error).__name__)

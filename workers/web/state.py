@@ -12,6 +12,7 @@ import dramatiq
 from aiohttp import web
 
 from workers.batching import Batcher
+from workers.enqueue import AsyncRedisEnqueuer
 from workers.job_requests import Accepted, IdempotencyConflict, Submission
 from workers.settings import Settings
 from workers.tokens import TokenVerifier
@@ -26,6 +27,8 @@ class WebState:
     submissions: Batcher[Submission, Accepted | IdempotencyConflict]
     # Broker clients block; they run here, off the event loop.
     executor: ThreadPoolExecutor
+    # Redis broker: messages go out on the event loop; others use the executor.
+    enqueuer: AsyncRedisEnqueuer | None = None
     sending: set[asyncio.Future[Any]] = field(default_factory=set)
 
 
