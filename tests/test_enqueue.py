@@ -9,7 +9,7 @@ import redis
 from dramatiq.brokers.redis import RedisBroker
 
 from tests.conftest import REDIS_URL
-from tests.processes import wait_until
+from tests.processes import eventually
 from workers.enqueue import AsyncRedisEnqueuer, enqueue_many
 
 
@@ -43,7 +43,7 @@ async def test_a_real_worker_consumes_every_batched_message_once(redis_client: r
     worker = dramatiq.Worker(broker, worker_threads=4, worker_timeout=100)
     worker.start()
     try:
-        wait_until(lambda: len(seen) >= 500, 20, "the worker to consume every message")
+        await eventually(lambda: len(seen) >= 500, 20, "the worker to consume every message")
         worker.join()
     finally:
         worker.stop()

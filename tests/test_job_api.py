@@ -9,6 +9,7 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 from dramatiq.brokers.redis import RedisBroker
 
+from tests.processes import eventually
 from workers.settings import load_settings
 from workers.tokens import create_token
 from workers.web.app import MAX_BODY, create_app
@@ -39,12 +40,8 @@ async def test_ping_is_accepted_stored_and_enqueued(
     row = await pool.fetchrow("SELECT name, status, arguments FROM jobs WHERE id = $1::uuid", body["job_id"])
     assert dict(row) == {"name": "system.ping", "status": "queued", "arguments": {}}
 
-    def queued() -> int:
-        return int(redis_client.llen("bindery:default"))
-
-    from tests.processes import wait_until
-
-    wait_until(queued, 5, "the message on the default queue")
+    # The message goes out after the response, on the server's event loop.
+    await eventually(lambda: redis_client.llen("bindery:default"), 5, "the message on the default queue")
     status = await client.get(f"/jobs/{body['job_id']}", headers=auth(token))
     assert (await status.json())["status"] == "queued"
 
