@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import dramatiq
 
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
@@ -38,3 +40,43 @@ async def reconcile_jobs() -> None:
     count = await requeue_stale_jobs(resources.pool, send_jobs_in_thread)
     if count:
         log.info("re-sent stale jobs", count=count)
+
+
+# How long finished records are kept. The newest cron slot of each job is always kept:
+# it is where a restarted scheduler resumes.
+RUNS_RETENTION = timedelta(days=30)
+JOBS_RETENTION = timedelta(days=30)
+
+
+async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
+    """Delete old schedule_runs and finished job requests. Idempotent: deleting twice deletes nothing more."""
+    runs = await pool.execute(
+        """
+        DELETE FROM schedule_runs r
+         WHERE r.slot < $1
+           AND r.slot < (SELECT max(slot) FROM schedule_runs k WHERE k.job = r.job AND k.trigger = 'cron')
+        """,
+        now - RUNS_RETENTION,
+    )
+    jobs = await pool.execute(
+        "DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1", now - JOBS_RETENTION
+    )
+    return {"schedule_runs": int(runs.split()[-1]), "jobs": int(jobs.split()[-1])}
+
+
+@dramatiq.actor(actor_name="system.prune", **policy("default").actor_options())
+async def prune() -> None:
+    """Scheduled daily; safe to repeat."""
+    deleted = await prune_records(current_resources().pool, datetime.now(UTC))
+    log.info("pruned old records", **deleted)
+
+
+@dramatiq.actor(actor_name="system.scheduled_ping", **policy("default").actor_options())
+async def scheduled_ping(slot: str) -> None:
+    """Records each scheduled run with its slot (the scheduler's proof of life, off by default).
+    Idempotent per slot: the scheduler's middleware starts a slot's run once."""
+    await current_resources().pool.execute(
+        "INSERT INTO audit_log (actor, action, subject_type, subject_id) "
+        "VALUES ('scheduler', 'system.scheduled_ping', 'slot', $1)",
+        slot,
+    )

@@ -17,6 +17,7 @@ from dramatiq.middleware import AsyncIO
 
 from workers.queues import QUEUES
 from workers.resources import ResourcesMiddleware
+from workers.scheduled_runs import ScheduledRunMiddleware
 from workers.settings import Settings, load_settings
 
 
@@ -30,6 +31,7 @@ def build_broker(settings: Settings, *, with_metrics: bool = False) -> dramatiq.
         broker = RedisBroker(url=url, namespace="bindery")  # type: ignore[no-untyped-call]
     broker.add_middleware(AsyncIO())
     broker.add_middleware(ResourcesMiddleware(settings))
+    broker.add_middleware(ScheduledRunMiddleware())
     if with_metrics:
         # Imported late: it reads its port and directory from the environment at import.
         from dramatiq.middleware.prometheus import Prometheus

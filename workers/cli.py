@@ -13,9 +13,9 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any
 
 from workers.settings import Settings, SettingsError, load_settings
+from workers.text_tables import print_table
 
 EXIT_SETTINGS = 2
 
@@ -59,7 +59,11 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         os.environ["BINDERY_WORKER_METRICS"] = "1"
         os.environ["dramatiq_prom_port"] = str(settings.worker_metrics_port)  # noqa: SIM112
         os.environ.setdefault("dramatiq_prom_host", "127.0.0.1")
-        os.environ["dramatiq_prom_db"] = tempfile.mkdtemp(prefix="bindery-worker-metrics-")  # noqa: SIM112
+        metrics_dir = tempfile.mkdtemp(prefix="bindery-worker-metrics-")
+        os.environ["dramatiq_prom_db"] = metrics_dir  # noqa: SIM112
+        # Our own worker metrics (scheduler lag) join Dramatiq's in its multiprocess
+        # directory; prometheus_client reads this when first imported, in each process.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     argv = ["workers.worker", "--processes", str(args.processes), "--threads", str(args.threads)]
     argv += ["--skip-logging"]
     if args.queues:
@@ -70,9 +74,13 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from scheduler.service import run_scheduler
+    from scheduler import service
 
-    return run_scheduler(settings)
+    if args.action == "list":
+        return service.list_jobs(settings, args.json)
+    if args.action == "run-now":
+        return service.run_job_now(settings, args.job)
+    return service.run_scheduler(settings)
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -107,7 +115,10 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
                     }
                     for row in await list_tokens(conn)
                 ]
-                _print_rows(rows, args.json, ("id", "name", "scopes", "created_at", "revoked_at"))
+                if args.json:
+                    print(json.dumps(rows, indent=2))
+                else:
+                    print_table(rows, ("id", "name", "scopes", "created_at", "revoked_at"))
             return 0
         except TokenError as error:
             return _fail(str(error))
@@ -115,24 +126,6 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
             await conn.close()
 
     return asyncio.run(run())
-
-
-def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
-    if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = [list(columns)] + [[_cell(row[c]) for c in columns] for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ",".join(map(str, value))
-    return str(value)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -156,7 +149,12 @@ def make_parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=8)
     worker.set_defaults(handler=cmd_worker)
 
-    scheduler = commands.add_parser("scheduler", help="the periodic scheduler")
+    scheduler = commands.add_parser("scheduler", help="the periodic scheduler (no action: run it)")
+    scheduler_actions = scheduler.add_subparsers(dest="action", metavar="ACTION")
+    scheduler_list = scheduler_actions.add_parser("list", help="jobs, next and last runs, lag")
+    scheduler_list.add_argument("--json", action="store_true")
+    run_now = scheduler_actions.add_parser("run-now", help="enqueue a scheduled job once, now")
+    run_now.add_argument("job")
     scheduler.set_defaults(handler=cmd_scheduler)
 
     dev = commands.add_parser("dev", help="the whole local stack in the foreground")

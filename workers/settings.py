@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
@@ -95,6 +95,14 @@ class Settings(BaseSettings):
     api_token_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     # Prometheus exposition port of `bindery worker` (one per machine).
     worker_metrics_port: int = Field(default=9191, ge=0, le=65535)
+
+    # Per scheduled job: {"name": {"enabled": true, "cron": "…", "timezone": "…",
+    # "catchup": "all", "catchup_window_seconds": 3600}} (JSON).
+    scheduler_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # A claimed slot whose message was not recorded as sent after this long is sent again.
+    scheduler_sweep_after_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # Prometheus exposition port of `bindery scheduler` (0: none).
+    scheduler_metrics_port: int = Field(default=9192, ge=0, le=65535)
 
     @field_validator("database_url")
     @classmethod
