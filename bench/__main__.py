@@ -25,7 +25,7 @@ def main(selected: list[str]) -> int:
     print(f"\n{'benchmark':<40} {'figure':>12} {'baseline':>12} {'ratio':>7}  unit / note")
     for row in rows:
         print(
-            f"{row.name:<40} {row.figure:>12.1f} {row.baseline:>12.1f} {row.ratio:>7.2f}  {row.unit}"
+            f"{row.name:<40} {row.figure:>12.4g} {row.baseline:>12.4g} {row.ratio:>7.2f}  {row.unit}"
             + (f"  ({row.note})" if row.note else "")
         )
     return 0

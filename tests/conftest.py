@@ -19,6 +19,7 @@ os.environ.update(
     DATABASE_URL=f"postgresql://postgres@127.0.0.1:5432/{TEST_DB}",
     BROKER_URL="redis://127.0.0.1:6379/15",
     WORKER_METRICS_PORT="0",
+    SCHEDULER_METRICS_PORT="0",
     API_TOKEN_CACHE_SECONDS="0",
 )
 for variable in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TRUST_PROXY", "STRIPE_API_BASE"):

@@ -27,7 +27,7 @@ def write_identity(config_file: Path, access_key: str, secret_key: str) -> None:
 
 
 def command(data_dir: Path, s3_port: int, config_file: Path, bucket: str) -> list[str]:
-    """`weed mini` with every port derived from the S3 port (s3_port+1 … s3_port+11)."""
+    """`weed mini` with every port derived from the S3 port (s3_port+1 … s3_port+8, and +10008)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     ports = {
         "master.port": 1,
@@ -37,8 +37,7 @@ def command(data_dir: Path, s3_port: int, config_file: Path, bucket: str) -> lis
         "filer.port": 5,
         "filer.port.grpc": 6,
         "s3.port.grpc": 7,
-        "admin.port": 8,
-        "admin.port.grpc": 9,
+        "admin.port": 8,  # its gRPC port is always admin.port + 10000 (weed's workers assume it)
     }
     return [
         str(VENV_BIN / "weed"),

@@ -94,6 +94,12 @@ def run_dev_stack(settings: Settings) -> int:
     stripe_base = settings.stripe_api_base or "http://127.0.0.1:8420"
     stripe_port = urlsplit(stripe_base).port or 8420
     ports = {"web": web_port, "s3": s3_port, "smtp": smtp_port, "stripe": stripe_port}
+    for role, port in (
+        ("worker metrics", settings.worker_metrics_port),
+        ("scheduler metrics", settings.scheduler_metrics_port),
+    ):
+        if port:
+            ports[role] = port
     busy = [f"{name} port {port}" for name, port in ports.items() if port_open("127.0.0.1", port)]
     if busy:
         print(f"bindery: cannot start the dev stack: {', '.join(busy)} already in use", file=sys.stderr)
@@ -145,6 +151,8 @@ def _announce(ports: dict[str, int], token: str) -> None:
         )
         return
     base = f"http://127.0.0.1:{ports['web']}"
+    worker_metrics = ports.get("worker metrics", "off")
+    scheduler_metrics = ports.get("scheduler metrics", "off")
     print(
         f"""
 bindery dev: ready
@@ -152,6 +160,7 @@ bindery dev: ready
   S3           http://127.0.0.1:{ports["s3"]}
   SMTP sink    127.0.0.1:{ports["smtp"]}  (messages in .dev/mail/)
   Stripe fake  http://127.0.0.1:{ports["stripe"]}
+  metrics      {base}/metrics, worker :{worker_metrics}, scheduler :{scheduler_metrics}
   dev token    in .dev/dev-token
 
   curl {base}/readyz
