@@ -38,25 +38,23 @@ def run() -> list[Result]:
     with scratch_database() as database_url:
         env = bench_env(database_url)
         token = asyncio.run(_token(database_url))
-        bare_port, web_port = free_port(), free_port()
-        with process([sys.executable, "-m", "bench.bare_server", str(bare_port)], env, "bare.log"):
-            wait_until(lambda: _up(f"http://127.0.0.1:{bare_port}/healthz"), 20, "the bare server")
-            bare = post_load(
-                f"http://127.0.0.1:{bare_port}/jobs/system.ping",
-                token,
-                "{}",
-                connections=CONNECTIONS,
-                seconds=SECONDS,
-            )
-        with process([BINDERY, "web", "--port", str(web_port)], env, "web.log"):
-            wait_until(lambda: _up(f"http://127.0.0.1:{web_port}/healthz"), 20, "bindery web")
-            ours = post_load(
-                f"http://127.0.0.1:{web_port}/jobs/system.ping",
-                token,
-                "{}",
-                connections=CONNECTIONS,
-                seconds=SECONDS,
-            )
+        servers = {
+            "bare": [sys.executable, "-m", "bench.bare_server"],
+            "bindery": [BINDERY, "web", "--port"],
+        }
+        loads = {}
+        for name, argv in servers.items():
+            port = free_port()
+            with process([*argv, str(port)], env, f"{name}.log"):
+                wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), 20, name)  # noqa: B023
+                loads[name] = post_load(
+                    f"http://127.0.0.1:{port}/jobs/system.ping",
+                    token,
+                    "{}",
+                    connections=CONNECTIONS,
+                    seconds=SECONDS,
+                )
+        bare, ours = loads["bare"], loads["bindery"]
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
     if ours.errors:
         raise RuntimeError(f"bindery web answered {ours.errors} requests with an error")

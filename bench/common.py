@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -14,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from schema.runner import migrate
-from workers.db import connect, drop_database, ensure_database
+from workers.db import drop_database, migrate_database
+from workers.devstack.servers import stop
 
 BINDERY = str(Path(sys.executable).parent / "bindery")
 OUT = Path(__file__).parent / ".out"
@@ -38,15 +37,7 @@ class Result:
 def scratch_database() -> Iterator[str]:
     url = f"postgresql://postgres@127.0.0.1:5432/bindery_bench_{secrets.token_hex(4)}"
 
-    async def create() -> None:
-        await ensure_database(url)
-        conn = await connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    asyncio.run(migrate_database(url, create=True))
     try:
         yield url
     finally:
@@ -70,13 +61,7 @@ def process(argv: list[str], env: dict[str, str], log_name: str) -> Iterator[sub
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc, timeout=15)
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:

@@ -28,8 +28,7 @@ for variable in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TRUST_PROXY", "STRIPE_API_BAS
 import asyncpg  # noqa: E402
 import redis  # noqa: E402
 
-from schema.runner import migrate  # noqa: E402
-from workers.db import connect, create_pool, drop_database, ensure_database  # noqa: E402
+from workers.db import create_pool, drop_database, migrate_database  # noqa: E402
 from workers.reachability import START_POSTGRES, START_RABBITMQ, START_REDIS  # noqa: E402
 
 REDIS_URL = os.environ["BROKER_URL"]
@@ -60,15 +59,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def database_url() -> Iterator[str]:
     url = os.environ["DATABASE_URL"]
 
-    async def create() -> None:
-        await ensure_database(url)
-        conn = await connect(url)
-        try:
-            await migrate(conn)
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    asyncio.run(migrate_database(url, create=True))
     yield url
     asyncio.run(drop_database(url))
 

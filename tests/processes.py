@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,31 +12,39 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from workers.devstack.servers import stop
+
 BINDERY = str(Path(sys.executable).parent / "bindery")
+
+
+class _Deadline:
+    """Polls a condition until it is truthy; the test fails once `timeout` has passed."""
+
+    def __init__(self, condition: Callable[[], Any], timeout: float, what: str) -> None:
+        self.condition, self.timeout, self.what = condition, timeout, what
+        self.deadline = time.monotonic() + timeout
+
+    def poll(self) -> Any:
+        value = self.condition()
+        if not value and time.monotonic() > self.deadline:
+            raise AssertionError(f"timed out after {self.timeout}s waiting for {self.what}")
+        return value
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """Poll `condition` until it returns something truthy; fail the test after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    deadline = _Deadline(condition, timeout, what)
+    while not (value := deadline.poll()):
         time.sleep(interval)
+    return value
 
 
 async def eventually(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """`wait_until` for async tests: sleeps without blocking the event loop under test."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    deadline = _Deadline(condition, timeout, what)
+    while not (value := deadline.poll()):
         await asyncio.sleep(interval)
+    return value
 
 
 def bindery_env(**overrides: str) -> dict[str, str]:
@@ -60,13 +67,7 @@ def bindery(*args: str, log: Path, env: dict[str, str] | None = None) -> Iterato
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process, timeout=15)
 
 
 def run_bindery(

@@ -26,19 +26,9 @@ def _fail(message: str, status: int = 1) -> int:
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    from schema.runner import migrate
-    from workers.db import connect, ensure_database
+    from workers.db import migrate_database
 
-    async def run() -> list[str]:
-        if args.create_database:
-            await ensure_database(settings.database_url)
-        conn = await connect(settings.database_url)
-        try:
-            return await migrate(conn)
-        finally:
-            await conn.close()
-
-    applied = asyncio.run(run())
+    applied = asyncio.run(migrate_database(settings.database_url, create=args.create_database))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return 0
 

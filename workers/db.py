@@ -77,6 +77,19 @@ async def ensure_database(dsn: str) -> bool:
         await conn.close()
 
 
+async def migrate_database(dsn: str, *, create: bool = False) -> list[str]:
+    """Create the database when asked and missing, then apply pending migrations."""
+    from schema.runner import migrate
+
+    if create:
+        await ensure_database(dsn)
+    conn = await connect(dsn)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
 async def drop_database(dsn: str) -> None:
     name = database_name(dsn)
     conn = await asyncpg.connect(maintenance_dsn(dsn), timeout=5.0)

@@ -21,8 +21,7 @@ from urllib.parse import urlsplit
 from honcho.manager import Manager
 from honcho.printer import Printer
 
-from schema.runner import migrate
-from workers.db import connect, ensure_database
+from workers.db import connect, migrate_database
 from workers.devstack import seaweedfs
 from workers.devstack.servers import VENV_BIN, port_open, wait_for_port
 from workers.reachability import broker_problem, postgres_problem
@@ -62,10 +61,9 @@ def _lock(dev_dir: Path) -> IO[str] | None:
 
 async def _prepare_database(settings: Settings, saved_token: str | None) -> str:
     """Create and migrate the database; return a working development token."""
-    await ensure_database(settings.database_url)
+    await migrate_database(settings.database_url, create=True)
     conn = await connect(settings.database_url)
     try:
-        await migrate(conn)
         if saved_token and await TokenVerifier(conn, cache_seconds=0).verify(saved_token):
             return saved_token
         # A fresh token each time the old one is lost; earlier ones are revoked, not deleted
