@@ -15,6 +15,10 @@ from bench.common import Result
 BENCHMARKS = sorted(path.stem for path in Path(__file__).parent.glob("bench_*.py"))
 
 
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
 def main(selected: list[str]) -> int:
     rows: list[Result] = []
     for name in BENCHMARKS:
@@ -25,7 +29,7 @@ def main(selected: list[str]) -> int:
     print(f"\n{'benchmark':<40} {'figure':>12} {'baseline':>12} {'ratio':>7}  unit / note")
     for row in rows:
         print(
-            f"{row.name:<40} {row.figure:>12.4g} {row.baseline:>12.4g} {row.ratio:>7.2f}  {row.unit}"
+            f"{row.name:<40} {_number(row.figure):>12} {_number(row.baseline):>12} {row.ratio:>7.2f}  {row.unit}"
             + (f"  ({row.note})" if row.note else "")
         )
     return 0

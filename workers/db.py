@@ -17,6 +17,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool reset: nothing beyond asyncpg's own (which still rolls back an open transaction).
+
+    The default reset sends `RESET ALL; UNLISTEN *; …` on every release, one more round
+    trip per statement run through the pool. bindery never changes session state on a
+    pooled connection (no SET, LISTEN or session advisory lock: the migration runner's
+    lock is on its own connection), so there is nothing to reset.
+    """
+
+
 async def connect(dsn: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn, timeout=5.0)
     await _init_connection(conn)
@@ -33,6 +43,7 @@ async def create_pool(
         min_size=min(min_size, max_size),
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         timeout=5.0,
         command_timeout=60.0,
     )
