@@ -28,10 +28,9 @@ def main(selected: list[str]) -> int:
         rows.extend(importlib.import_module(f"bench.{name}").run())
     print(f"\n{'benchmark':<40} {'figure':>12} {'baseline':>12} {'ratio':>7}  unit / note")
     for row in rows:
-        print(
-            f"{row.name:<40} {_number(row.figure):>12} {_number(row.baseline):>12} {row.ratio:>7.2f}  {row.unit}"
-            + (f"  ({row.note})" if row.note else "")
-        )
+        figure, baseline = _number(row.figure), _number(row.baseline)
+        note = f"  ({row.note})" if row.note else ""
+        print(f"{row.name:<40} {figure:>12} {baseline:>12} {row.ratio:>7.2f}  {row.unit}{note}")
     return 0
 
 
