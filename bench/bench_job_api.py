@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import sys
-import urllib.request
 
 import redis
 
-from bench.common import BINDERY, Result, bench_env, process, scratch_database, wait_until
-from bench.load import post_load
+from bench.common import Result, bench_env, scratch_database
+from bench.servers import bare_and_bindery
 from workers.db import connect
-from workers.devstack.servers import free_port
 from workers.tokens import create_token
 
 CONNECTIONS = 64
 SECONDS = 10
-
-
-def _up(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 async def _token(database_url: str) -> str:
@@ -38,23 +27,10 @@ def run() -> list[Result]:
     with scratch_database() as database_url:
         env = bench_env(database_url)
         token = asyncio.run(_token(database_url))
-        servers = {
-            "bare": [sys.executable, "-m", "bench.bare_server"],
-            "bindery": [BINDERY, "web", "--port"],
-        }
-        loads = {}
-        for name, argv in servers.items():
-            port = free_port()
-            with process([*argv, str(port)], env, f"{name}.log"):
-                wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), 20, name)  # noqa: B023
-                loads[name] = post_load(
-                    f"http://127.0.0.1:{port}/jobs/system.ping",
-                    token,
-                    "{}",
-                    connections=CONNECTIONS,
-                    seconds=SECONDS,
-                )
-        bare, ours = loads["bare"], loads["bindery"]
+        request = ({"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, b"{}")
+        bare, ours = bare_and_bindery(
+            env, "/jobs/system.ping", [request], connections=CONNECTIONS, seconds=SECONDS
+        )
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
     if ours.errors:
         raise RuntimeError(f"bindery web answered {ours.errors} requests with an error")

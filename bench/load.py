@@ -1,11 +1,13 @@
 """HTTP load: wrk when it is installed (`make bench` installs it), else an asyncio client.
 
-Both servers of a comparison are hit by the same generator with the same settings.
+The load is a list of prepared POST requests (headers, body), sent in turn, over and
+over. Both servers of a comparison get the same generator with the same settings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import shutil
 import subprocess
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+
+Prepared = list[tuple[dict[str, str], bytes]]
 
 
 @dataclass(frozen=True)
@@ -26,12 +30,29 @@ class Load:
     generator: str
 
 
-_WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = os.getenv("BENCH_BODY")
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+# One request per line: "Name: value" headers separated by \x1f, a tab, then the body.
+_WRK_SCRIPT = r"""
+local prepared = {}
+local n = 0
+init = function(args)
+  for line in io.lines(os.getenv("BENCH_REQUESTS")) do
+    local head, body = line:match("^(.-)\t(.*)$")
+    local headers = {}
+    for name, value in head:gmatch("([^:\31]+): ([^\31]*)") do headers[name] = value end
+    prepared[#prepared + 1] = wrk.format("POST", nil, headers, body)
+  end
+end
+request = function()
+  n = n % #prepared + 1
+  return prepared[n]
+end
 """
+
+
+def post_load(url: str, requests: Prepared, *, connections: int, seconds: int) -> Load:
+    if shutil.which("wrk"):
+        return _wrk(url, requests, connections, seconds)
+    return asyncio.run(_asyncio_load(url, requests, connections, seconds))
 
 
 def _ms(text: str) -> float:
@@ -39,24 +60,21 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def post_load(url: str, token: str, body: str, *, connections: int, seconds: int) -> Load:
-    if shutil.which("wrk"):
-        return _wrk(url, token, body, connections, seconds)
-    return asyncio.run(_asyncio_load(url, token, body, connections, seconds))
-
-
-def _wrk(url: str, token: str, body: str, connections: int, seconds: int) -> Load:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_SCRIPT)
-    env = {"BENCH_TOKEN": token, "BENCH_BODY": body, "PATH": "/usr/bin:/bin"}
-    output = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name, url],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
-    Path(script.name).unlink()
+def _wrk(url: str, requests: Prepared, connections: int, seconds: int) -> Load:
+    with tempfile.TemporaryDirectory() as directory:
+        script, lines = Path(directory) / "load.lua", Path(directory) / "requests.txt"
+        script.write_text(_WRK_SCRIPT)
+        with lines.open("wb") as out:
+            for headers, body in requests:
+                head = "\x1f".join(f"{name}: {value}" for name, value in headers.items())
+                out.write(head.encode() + b"\t" + body + b"\n")
+        output = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"BENCH_REQUESTS": str(lines), "PATH": "/usr/bin:/bin"},
+        ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return Load(
@@ -69,15 +87,16 @@ def _wrk(url: str, token: str, body: str, connections: int, seconds: int) -> Loa
     )
 
 
-async def _asyncio_load(url: str, token: str, body: str, connections: int, seconds: int) -> Load:
+async def _asyncio_load(url: str, requests: Prepared, connections: int, seconds: int) -> Load:
     latencies: list[float] = []
     errors = 0
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     deadline = time.perf_counter() + seconds
+    turns = itertools.cycle(requests)
 
     async def client(session: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
+            headers, body = next(turns)
             started = time.perf_counter()
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
@@ -85,9 +104,8 @@ async def _asyncio_load(url: str, token: str, body: str, connections: int, secon
                     errors += 1
             latencies.append(time.perf_counter() - started)
 
-    connector = aiohttp.TCPConnector(limit=connections)
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
         await asyncio.gather(*(client(session) for _ in range(connections)))
     elapsed = time.perf_counter() - started
     latencies.sort()

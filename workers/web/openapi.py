@@ -46,6 +46,34 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}},
             }
         },
+        "/webhooks/stripe": {
+            "post": {
+                "summary": "A Stripe event, signed (Stripe-Signature); stored before the 200",
+                "parameters": [
+                    {
+                        "name": "Stripe-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["received", "duplicate"],
+                            "properties": {"received": {"type": "boolean"}, "duplicate": {"type": "boolean"}},
+                        },
+                        "stored (or already known)",
+                    ),
+                    **_errors(400, 413, 503),
+                },
+            }
+        },
         "/jobs/{job_id}": {
             "get": {
                 "summary": "A job's status",

@@ -11,6 +11,7 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
+from tasks.billing.inbox import IncomingEvent
 from workers.batching import Batcher
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.job_requests import Accepted, IdempotencyConflict, Submission
@@ -25,6 +26,7 @@ class WebState:
     broker: dramatiq.Broker
     verifier: TokenVerifier
     submissions: Batcher[Submission, Accepted | IdempotencyConflict]
+    stripe_inbox: Batcher[IncomingEvent, bool]
     # Broker clients block; they run here, off the event loop.
     executor: ThreadPoolExecutor
     # Redis broker: messages go out on the event loop; others use the executor.

@@ -1,0 +1,90 @@
+"""The Stripe event inbox: store deliveries durably, once per event id.
+
+The receiver calls `store_events` for a batch of concurrent deliveries (one INSERT,
+one commit); Stripe gets its 200 only after that commit. A replayed event id inserts
+nothing and is still a success.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from tasks.billing.masking import mask_card_numbers, may_hold_card_number
+
+
+class MalformedEvent(Exception):
+    """The body is not a Stripe event object (message names the problem, not the content)."""
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    id: str
+    type: str
+    object_id: str | None
+    created: datetime
+    livemode: bool
+    payload: str  # JSON text, masked
+
+
+def parse_event(body: bytes) -> IncomingEvent:
+    """Decode and check the envelope; the payload comes back with card-like numbers masked."""
+    try:
+        text = body.decode()
+        event = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedEvent("body is not JSON") from None
+    if not isinstance(event, dict) or event.get("object") != "event":
+        raise MalformedEvent("body is not a Stripe event object")
+    event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
+    if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 255:
+        raise MalformedEvent("missing or invalid event id")
+    if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
+        raise MalformedEvent("missing or invalid event type")
+    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+        raise MalformedEvent("missing or invalid created timestamp")
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict):
+        raise MalformedEvent("missing data.object")
+    object_id = obj.get("id")
+    return IncomingEvent(
+        id=event_id,
+        type=event_type,
+        object_id=object_id if isinstance(object_id, str) else None,
+        created=datetime.fromtimestamp(created, UTC),
+        livemode=bool(event.get("livemode", False)),
+        # Most events hold no long digit run at all: store the body as received.
+        payload=json.dumps(mask_card_numbers(event)) if may_hold_card_number(text) else text,
+    )
+
+
+async def store_events(conn: asyncpg.Pool | asyncpg.Connection, events: list[IncomingEvent]) -> list[bool]:
+    """Insert the batch; per event, True when it is new (False: a replay, nothing changed)."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO stripe_events (id, type, object_id, created, livemode, payload)
+        SELECT id, type, object_id, created, livemode, payload::jsonb
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::boolean[], $6::text[])
+               AS incoming(id, type, object_id, created, livemode, payload)
+        ON CONFLICT (id) DO NOTHING
+        RETURNING id
+        """,
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.object_id for e in events],
+        [e.created for e in events],
+        [e.livemode for e in events],
+        [e.payload for e in events],
+    )
+    new = {row["id"] for row in rows}
+    # The same id twice in one batch: only its first occurrence is new.
+    seen: set[str] = set()
+    results = []
+    for event in events:
+        results.append(event.id in new and event.id not in seen)
+        seen.add(event.id)
+    return results

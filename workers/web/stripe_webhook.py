@@ -1,0 +1,33 @@
+"""`POST /webhooks/stripe`: verify, then store in the inbox; 200 only once committed.
+
+Concurrent deliveries share one INSERT and one commit (group commit through the
+Batcher). A replay of a known event id is 200 and changes nothing. 400: bad or stale
+signature, or not an event; 413: over 1 MiB; 503: the database is away (Stripe retries).
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from tasks.billing.inbox import MalformedEvent, parse_event
+from tasks.billing.signature import SignatureError, verify_signature
+from workers.web.errors import json_error
+from workers.web.state import STATE
+
+
+async def receive_stripe_event(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    body = await request.read()  # raises 413 past the app's client_max_size
+    try:
+        verify_signature(
+            body, request.headers.get("Stripe-Signature"), state.settings.webhook_secrets, time.time()
+        )
+        event = parse_event(body)
+    except SignatureError as error:
+        return json_error(400, "bad_signature", str(error))
+    except MalformedEvent as error:
+        return json_error(400, "malformed_event", str(error))
+    new = await state.stripe_inbox.submit(event)
+    return web.json_response({"received": True, "duplicate": not new})
