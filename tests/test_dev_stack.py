@@ -93,3 +93,10 @@ def test_dev_stack_names_the_unreachable_database(tmp_path: Path) -> None:
     result = run_bindery("dev", env=env, timeout=30)
     assert result.returncode == 1
     assert "DATABASE_URL" in result.stderr and "pg_ctlcluster" in result.stderr
+
+
+def test_dev_stack_names_the_unreachable_broker(database_url: str, tmp_path: Path) -> None:
+    env = bindery_env(BINDERY_DEV_DIR=str(tmp_path / "dev"), BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = run_bindery("dev", env=env, timeout=30)
+    assert result.returncode == 1
+    assert "BROKER_URL" in result.stderr and "redis-server" in result.stderr
