@@ -54,6 +54,8 @@ class ScheduledJob:
 SCHEDULE: list[ScheduledJob] = [
     # Job requests whose broker message was lost (Redis keeps nothing on disk).
     ScheduledJob("jobs.reconcile", "* * * * *", actor="system.reconcile_jobs"),
+    # Stripe events whose processing message was lost, or whose worker died.
+    ScheduledJob("billing.reconcile_inbox", "* * * * *", actor="billing.reconcile_inbox"),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).

@@ -1,5 +1,6 @@
 """The actors, one module per domain. Importing this package declares them all."""
 
 from tasks import system
+from tasks.billing import actors as billing
 
-__all__ = ["system"]
+__all__ = ["billing", "system"]

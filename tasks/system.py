@@ -46,6 +46,8 @@ async def reconcile_jobs() -> None:
 # it is where a restarted scheduler resumes.
 RUNS_RETENTION = timedelta(days=30)
 JOBS_RETENTION = timedelta(days=30)
+STRIPE_PAYLOAD_RETENTION = timedelta(days=30)
+STRIPE_ID_RETENTION = timedelta(days=90)
 
 
 async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
@@ -61,7 +63,23 @@ async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
     jobs = await pool.execute(
         "DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1", now - JOBS_RETENTION
     )
-    return {"schedule_runs": int(runs.split()[-1]), "jobs": int(jobs.split()[-1])}
+    # Stripe payloads go once processed and past the retention; the ids stay a while
+    # longer to recognise Stripe's retries (it retries for up to three days).
+    payloads = await pool.execute(
+        "UPDATE stripe_events SET payload = NULL "
+        "WHERE payload IS NOT NULL AND state IN ('done', 'ignored') AND processed_at < $1",
+        now - STRIPE_PAYLOAD_RETENTION,
+    )
+    events = await pool.execute(
+        "DELETE FROM stripe_events WHERE state IN ('done', 'ignored') AND processed_at < $1",
+        now - STRIPE_ID_RETENTION,
+    )
+    return {
+        "schedule_runs": int(runs.split()[-1]),
+        "jobs": int(jobs.split()[-1]),
+        "stripe_payloads": int(payloads.split()[-1]),
+        "stripe_events": int(events.split()[-1]),
+    }
 
 
 @dramatiq.actor(actor_name="system.prune", **policy("default").actor_options())

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 import redis
+import stripe
 
 from tests.conftest import RABBITMQ_URL, REDIS_URL
 from tests.http import answers, call
@@ -59,3 +61,53 @@ async def _connections(database_url: str, application_name: str) -> int:
         return count
     finally:
         await conn.close()
+
+
+def test_a_signed_stripe_event_reaches_the_billing_tables(
+    database_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    secret = "whsec_end_to_end"
+    env = bindery_env(STRIPE_WEBHOOK_SECRET=secret)
+    sub_id = f"sub_e2e{tmp_path.name[-8:].replace('_', '').replace('-', '')}"
+    body = json.dumps(
+        {
+            "id": f"evt_{sub_id}",
+            "object": "event",
+            "type": "customer.subscription.created",
+            "created": 1_790_000_000,
+            "data": {
+                "object": {"id": sub_id, "object": "subscription", "customer": "cus_e2e", "status": "active"}
+            },
+        }
+    )
+    headers = {"Stripe-Signature": stripe.WebhookSignature.generate_signature_header(body, secret)}
+    base = f"http://127.0.0.1:{free_port()}"
+    with (
+        bindery("web", "--port", base.rsplit(":", 1)[1], log=tmp_path / "web.log", env=env),
+        bindery(
+            "worker",
+            "--queues",
+            "billing",
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            log=tmp_path / "worker.log",
+            env=env,
+        ),
+    ):
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web to answer")
+        status, _, answer = call("POST", f"{base}/webhooks/stripe", body=json.loads(body), headers=headers)
+        assert status == 200 and answer == {"received": True, "duplicate": False}
+
+        async def subscription_status() -> str | None:
+            conn = await connect(database_url)
+            try:
+                status: str | None = await conn.fetchval(
+                    "SELECT status FROM subscriptions WHERE id = $1", sub_id
+                )
+                return status
+            finally:
+                await conn.close()
+
+        wait_until(lambda: asyncio.run(subscription_status()) == "active", 30, "the subscription row")

@@ -118,6 +118,42 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
+    from tasks.billing.operate import list_events, reset_failed
+    from workers.db import connect
+
+    if args.action == "retry" and (args.event_id is None) == (not args.failed):
+        return _fail("name one EVENT_ID or --failed", 2)
+
+    async def run() -> int:
+        conn = await connect(settings.database_url)
+        try:
+            if args.action == "events":
+                rows = await list_events(conn, failed_only=args.failed)
+                if args.json:
+                    print(json.dumps(rows, indent=2))
+                else:
+                    print_table(
+                        rows, ("id", "type", "object_id", "state", "attempts", "last_error", "received_at")
+                    )
+                return 0
+            retried = await reset_failed(conn, args.event_id)
+        finally:
+            await conn.close()
+        if args.event_id and not retried:
+            return _fail(f"no failed event {args.event_id!r}")
+        if retried:
+            import tasks  # noqa: F401  (declares the billing actors)
+            from tasks.billing.actors import event_messages, process_event
+            from workers.enqueue import enqueue_many
+
+            enqueue_many(process_event.broker, event_messages(retried))
+        print(f"re-queued {len(retried)} event(s)")
+        return 0
+
+    return asyncio.run(run())
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bindery", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -149,6 +185,16 @@ def make_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="the whole local stack in the foreground")
     dev.set_defaults(handler=cmd_dev)
+
+    stripe_ = commands.add_parser("stripe", help="the Stripe event inbox")
+    stripe_actions = stripe_.add_subparsers(dest="action", required=True, metavar="ACTION")
+    events = stripe_actions.add_parser("events", help="recent inbox events (never their payloads)")
+    events.add_argument("--failed", action="store_true", help="only events that failed")
+    events.add_argument("--json", action="store_true")
+    retry = stripe_actions.add_parser("retry", help="process failed events again")
+    retry.add_argument("event_id", nargs="?")
+    retry.add_argument("--failed", action="store_true", help="every failed event")
+    stripe_.set_defaults(handler=cmd_stripe)
 
     token = commands.add_parser("token", help="API tokens for POST /jobs")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")

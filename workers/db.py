@@ -7,6 +7,10 @@ import re
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+# A connection of our own, or one borrowed from a pool.
+Connection = asyncpg.Connection | PoolConnectionProxy
 
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 

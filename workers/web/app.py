@@ -15,7 +15,6 @@ from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 import tasks  # noqa: F401  (fills the job registry the API serves)
-from tasks.billing.inbox import store_events
 from workers import broker as broker_module
 from workers.batching import Batcher
 from workers.db import create_pool
@@ -27,7 +26,7 @@ from workers.web.errors import error_response
 from workers.web.job_api import flush_submissions, job_status, submit_job
 from workers.web.openapi import openapi_document
 from workers.web.state import STATE, WebState
-from workers.web.stripe_webhook import receive_stripe_event
+from workers.web.stripe_webhook import flush_events, receive_stripe_event
 
 MAX_BODY = 1024 * 1024  # the webhook contract's 1 MiB; job arguments are far smaller
 PROBE_TIMEOUT = 2.0
@@ -116,7 +115,7 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
             broker=the_broker,
             verifier=TokenVerifier(pool, cache_seconds=settings.api_token_cache_seconds),
             submissions=Batcher(lambda batch: flush_submissions(state, batch)),
-            stripe_inbox=Batcher(lambda batch: store_events(pool, batch)),
+            stripe_inbox=Batcher(lambda batch: flush_events(state, batch)),
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="broker"),
             enqueuer=AsyncRedisEnqueuer(the_broker) if isinstance(the_broker, RedisBroker) else None,
         )

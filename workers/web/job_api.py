@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -19,12 +18,12 @@ from workers.job_requests import (
     fetch_job,
     insert_submissions,
     job_messages,
-    send_jobs,
 )
 from workers.jobs import JOBS
 from workers.logs import get_logger
 from workers.tokens import TokenIdentity, TokenVerifier
 from workers.web.errors import json_error
+from workers.web.sending import send_after_commit
 from workers.web.state import STATE, WebState
 
 log = get_logger(__name__)
@@ -138,11 +137,7 @@ async def job_status(request: web.Request) -> web.Response:
 
 
 async def flush_submissions(state: WebState, batch: list[Submission]) -> list[Accepted | IdempotencyConflict]:
-    """One INSERT for the batch; then, after commit, send the new jobs' messages.
-
-    Sending is not awaited by the requests: the rows are committed, and a message
-    that fails to go out is re-sent by the jobs reconciler.
-    """
+    """One INSERT for the batch; then, after commit, send the new jobs' messages."""
     results = await insert_submissions(state.pool, batch)
     created = [
         (submission.name, result.job_id)
@@ -150,17 +145,5 @@ async def flush_submissions(state: WebState, batch: list[Submission]) -> list[Ac
         if isinstance(result, Accepted) and result.created
     ]
     if created:
-        task = asyncio.ensure_future(_send(state, created))
-        state.sending.add(task)
-        task.add_done_callback(state.sending.discard)
+        send_after_commit(state, job_messages(created))
     return results
-
-
-async def _send(state: WebState, jobs: list[tuple[str, UUID]]) -> None:
-    try:
-        if state.enqueuer is not None:
-            await state.enqueuer.enqueue_many(job_messages(jobs))
-        else:
-            await asyncio.get_running_loop().run_in_executor(state.executor, send_jobs, jobs)
-    except Exception as error:
-        log.warning("enqueue failed; the reconciler will re-send", jobs=len(jobs), error=type(error).__name__)

@@ -11,10 +11,12 @@ import time
 
 from aiohttp import web
 
-from tasks.billing.inbox import MalformedEvent, parse_event
+from tasks.billing.actors import event_messages
+from tasks.billing.inbox import IncomingEvent, MalformedEvent, parse_event, store_events
 from tasks.billing.signature import SignatureError, verify_signature
 from workers.web.errors import json_error
-from workers.web.state import STATE
+from workers.web.sending import send_after_commit
+from workers.web.state import STATE, WebState
 
 
 async def receive_stripe_event(request: web.Request) -> web.Response:
@@ -31,3 +33,12 @@ async def receive_stripe_event(request: web.Request) -> web.Response:
         return json_error(400, "malformed_event", str(error))
     new = await state.stripe_inbox.submit(event)
     return web.json_response({"received": True, "duplicate": not new})
+
+
+async def flush_events(state: WebState, batch: list[IncomingEvent]) -> list[bool]:
+    """One INSERT for the batch; after commit, one processing message per new event."""
+    new = await store_events(state.pool, batch)
+    fresh = [event.id for event, is_new in zip(batch, new, strict=True) if is_new]
+    if fresh:
+        send_after_commit(state, event_messages(fresh))
+    return new

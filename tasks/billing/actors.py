@@ -1,0 +1,39 @@
+"""Billing actors: thin wrappers over tasks.billing.processing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import dramatiq
+
+from tasks.billing.processing import process_event as apply_event
+from tasks.billing.processing import stale_events
+from workers.enqueue import enqueue_many
+from workers.logs import get_logger
+from workers.queues import policy
+from workers.resources import current_resources
+
+log = get_logger(__name__)
+
+
+@dramatiq.actor(actor_name="billing.process_event", queue_name="billing", **policy("billing").actor_options())
+async def process_event(event_id: str) -> None:
+    """Apply one inbox event. Idempotent: a processed event is not claimed again, and an
+    older event than the object's newest changes nothing."""
+    state = await apply_event(current_resources().pool, event_id)
+    log.info("stripe event processed", event_id=event_id, state=state)
+
+
+def event_messages(event_ids: list[str]) -> list[dramatiq.Message[object]]:
+    return [process_event.message(event_id) for event_id in event_ids]
+
+
+@dramatiq.actor(actor_name="billing.reconcile_inbox", **policy("default").actor_options())
+async def reconcile_inbox() -> None:
+    """Re-send inbox events whose message was lost or whose worker died. Safe to repeat:
+    processing claims an event only while it is unclaimed or its lease has ended."""
+    event_ids = await stale_events(current_resources().pool, timedelta(minutes=1))
+    if event_ids:
+        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(event_ids))
+        log.info("re-sent stripe events", count=len(event_ids))

@@ -1,0 +1,331 @@
+"""Inbox events applied to the billing tables: in order, once, allow-listed columns only."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tasks.billing.inbox import parse_event, store_events
+from tasks.billing.processing import MAX_ATTEMPTS, process_event
+from tasks.system import prune_records
+from tests.processes import run_bindery
+
+_clock = itertools.count(1_790_000_000)
+
+
+def event(event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
+    return {
+        "id": f"evt_{secrets.token_hex(10)}",
+        "object": "event",
+        "type": event_type,
+        "created": created if created is not None else next(_clock),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def subscription(sub_id: str, customer: str, status: str, price: str = "price_pro") -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "cancel_at_period_end": False,
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "si_1",
+                    "price": {"id": price, "object": "price"},
+                    "current_period_start": 1_790_000_000,
+                    "current_period_end": 1_792_678_400,
+                }
+            ],
+        },
+    }
+
+
+async def deliver(pool: asyncpg.Pool, *events: dict[str, Any]) -> list[str]:
+    """Store then process each event, as the receiver and a worker would."""
+    states = []
+    for item in events:
+        await store_events(pool, [parse_event(json.dumps(item).encode())])
+        states.append(await process_event(pool, item["id"]))
+    return states
+
+
+async def new_account(pool: asyncpg.Pool) -> int:
+    account_id: int = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"{secrets.token_hex(6)}@example.org",
+    )
+    return account_id
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+async def test_customer_metadata_links_the_account_and_an_active_subscription_makes_it_paid(
+    pool: asyncpg.Pool,
+) -> None:
+    account_id = await new_account(pool)
+    customer, sub = new_id("cus"), new_id("sub")
+    states = await deliver(
+        pool,
+        event(
+            "customer.created",
+            {"id": customer, "object": "customer", "metadata": {"account_id": str(account_id)}},
+        ),
+        event("customer.subscription.created", subscription(sub, customer, "active")),
+    )
+    assert states == ["done", "done"]
+    assert (
+        await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", account_id) == customer
+    )
+    row = await pool.fetchrow(
+        "SELECT account_id, status, price_id, current_period_end FROM subscriptions WHERE id = $1", sub
+    )
+    assert (row["account_id"], row["status"], row["price_id"]) == (account_id, "active", "price_pro")
+    assert row["current_period_end"] == datetime.fromtimestamp(1_792_678_400, UTC)
+    assert await pool.fetchval("SELECT count(*) FROM paid_accounts WHERE account_id = $1", account_id) == 1
+    await deliver(pool, event("customer.subscription.deleted", subscription(sub, customer, "canceled")))
+    assert await pool.fetchval("SELECT count(*) FROM paid_accounts WHERE account_id = $1", account_id) == 0
+
+
+async def test_an_event_older_than_the_applied_one_changes_nothing(pool: asyncpg.Pool) -> None:
+    customer, sub = new_id("cus"), new_id("sub")
+    newer = event("customer.subscription.updated", subscription(sub, customer, "active"), created=2_000)
+    older = event("customer.subscription.updated", subscription(sub, customer, "incomplete"), created=1_000)
+    assert await deliver(pool, newer, older) == ["done", "done"]
+    assert await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", sub) == "active"
+
+
+async def test_a_duplicate_delivery_is_applied_once(pool: asyncpg.Pool) -> None:
+    customer, sub = new_id("cus"), new_id("sub")
+    created = event("customer.subscription.created", subscription(sub, customer, "trialing"))
+    assert await deliver(pool, created, created) == ["done", "skipped"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(6)))
+async def test_shuffled_delivery_ends_in_the_same_state_as_in_order(
+    pool: asyncpg.Pool, order: list[int]
+) -> None:
+    customer, first, second = new_id("cus"), new_id("sub"), new_id("sub")
+    timeline = [
+        event("customer.subscription.created", subscription(first, customer, "incomplete"), created=10),
+        event("customer.subscription.updated", subscription(first, customer, "active"), created=20),
+        event("customer.subscription.created", subscription(second, customer, "trialing"), created=15),
+        event(
+            "customer.subscription.updated", subscription(first, customer, "past_due", "price_b"), created=30
+        ),
+        event("customer.subscription.updated", subscription(second, customer, "active"), created=25),
+        event("customer.subscription.deleted", subscription(second, customer, "canceled"), created=40),
+    ]
+    await deliver(pool, *(timeline[i] for i in order))
+    rows = await pool.fetch(
+        "SELECT id, status, price_id FROM subscriptions WHERE id = ANY($1) ORDER BY id", [first, second]
+    )
+    final = {row["id"]: (row["status"], row["price_id"]) for row in rows}
+    assert final == {first: ("past_due", "price_b"), second: ("canceled", "price_pro")}
+
+
+async def test_of_a_card_only_brand_last4_and_expiry_are_kept(pool: asyncpg.Pool) -> None:
+    customer, method = new_id("cus"), new_id("pm")
+    card = {
+        "id": method,
+        "object": "payment_method",
+        "type": "card",
+        "customer": customer,
+        "billing_details": {
+            "name": "Jeanne Martin",
+            "email": "jeanne@example.fr",
+            "address": {"city": "Paris"},
+        },
+        "card": {
+            "brand": "visa",
+            "last4": "4242",
+            "exp_month": 12,
+            "exp_year": 2031,
+            "fingerprint": "Xt5E",
+            "country": "FR",
+            "funding": "credit",
+        },
+    }
+    await deliver(pool, event("payment_method.attached", card))
+    row = await pool.fetchrow("SELECT * FROM payment_methods WHERE id = $1", method)
+    assert (row["type"], row["card_brand"], row["last4"], row["exp_month"], row["exp_year"]) == (
+        "card",
+        "visa",
+        "4242",
+        12,
+        2031,
+    )
+    assert "Jeanne" not in json.dumps(dict(row), default=str)
+    await deliver(pool, event("payment_method.detached", {**card, "customer": None}))
+    assert await pool.fetchval("SELECT count(*) FROM payment_methods WHERE id = $1", method) == 0
+
+
+async def test_of_sepa_only_bank_code_country_last4_and_mandate_reference_are_kept(
+    pool: asyncpg.Pool,
+) -> None:
+    customer, method, mandate = new_id("cus"), new_id("pm"), new_id("mandate")
+    sepa = {
+        "id": method,
+        "object": "payment_method",
+        "type": "sepa_debit",
+        "customer": customer,
+        "sepa_debit": {
+            "bank_code": "37040044",
+            "branch_code": "",
+            "country": "DE",
+            "last4": "3000",
+            "fingerprint": "abc",
+            "generated_from": None,
+        },
+    }
+    mandate_object = {
+        "id": mandate,
+        "object": "mandate",
+        "payment_method": method,
+        "status": "active",
+        "type": "multi_use",
+        "customer_acceptance": {
+            "accepted_at": 1_790_000_100,
+            "type": "online",
+            "online": {"ip_address": "203.0.113.9", "user_agent": "Mozilla/5.0"},
+        },
+        "payment_method_details": {
+            "type": "sepa_debit",
+            "sepa_debit": {"reference": "ABC123XYZ", "url": "https://x"},
+        },
+    }
+    await deliver(pool, event("payment_method.attached", sepa), event("mandate.updated", mandate_object))
+    row = await pool.fetchrow("SELECT * FROM payment_methods WHERE id = $1", method)
+    assert (row["sepa_bank_code"], row["sepa_country"], row["last4"], row["mandate_reference"]) == (
+        "37040044",
+        "DE",
+        "3000",
+        "ABC123XYZ",
+    )
+    kept = await pool.fetchrow("SELECT status, type, reference FROM mandates WHERE id = $1", mandate)
+    assert tuple(kept) == ("active", "multi_use", "ABC123XYZ")
+    assert "203.0.113.9" not in json.dumps([dict(row), dict(kept)], default=str)
+
+
+async def test_invoices_keep_their_legal_fields(pool: asyncpg.Pool) -> None:
+    customer, invoice = new_id("cus"), new_id("in")
+    paid = {
+        "id": invoice,
+        "object": "invoice",
+        "customer": customer,
+        "number": "F-2026-0042",
+        "currency": "eur",
+        "total": 1200,
+        "amount_due": 1200,
+        "amount_paid": 1200,
+        "status": "paid",
+        "created": 1_790_000_000,
+        "due_date": None,
+        "status_transitions": {"paid_at": 1_790_000_500},
+        "hosted_invoice_url": "https://invoice.stripe.com/i/x",
+        "customer_email": "jeanne@example.fr",
+    }
+    await deliver(pool, event("invoice.paid", paid))
+    row = await pool.fetchrow("SELECT number, total, status, paid_at FROM invoices WHERE id = $1", invoice)
+    assert (row["number"], row["total"], row["status"]) == ("F-2026-0042", 1200, "paid")
+    assert row["paid_at"] == datetime.fromtimestamp(1_790_000_500, UTC)
+
+
+async def test_other_event_types_are_recorded_as_ignored(pool: asyncpg.Pool) -> None:
+    assert await deliver(pool, event("charge.succeeded", {"id": new_id("ch"), "object": "charge"})) == [
+        "ignored"
+    ]
+
+
+async def test_an_event_that_cannot_be_applied_fails_after_its_attempts_with_a_safe_error(
+    pool: asyncpg.Pool,
+) -> None:
+    customer, method = new_id("cus"), new_id("pm")
+    broken = event(
+        "payment_method.attached",
+        {
+            "id": method,
+            "object": "payment_method",
+            "type": "card",
+            "customer": customer,
+            "card": {"brand": "visa", "last4": "42x2", "exp_month": 1, "exp_year": 2030},
+        },
+    )
+    await store_events(pool, [parse_event(json.dumps(broken).encode())])
+    for _ in range(MAX_ATTEMPTS - 1):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await process_event(pool, broken["id"])
+    assert await process_event(pool, broken["id"]) == "failed"
+    row = await pool.fetchrow(
+        "SELECT state, attempts, last_error FROM stripe_events WHERE id = $1", broken["id"]
+    )
+    assert tuple(row) == ("failed", MAX_ATTEMPTS, "CheckViolationError")
+    assert await pool.fetchval("SELECT count(*) FROM payment_methods WHERE id = $1", method) == 0
+
+
+async def test_no_table_can_hold_a_card_number_in_last4(pool: asyncpg.Pool) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(
+            """INSERT INTO payment_methods (id, type, card_brand, last4)
+               VALUES ($1, 'card', 'visa', '4242424242424242')""",
+            new_id("pm"),
+        )
+
+
+async def test_failed_events_are_listed_and_can_be_retried(
+    pool: asyncpg.Pool, redis_client: redis.Redis
+) -> None:
+    invoice = {"id": new_id("in"), "object": "invoice", "customer": "cus_x", "currency": "EURO", "created": 1}
+    broken = event("invoice.paid", invoice)  # a currency code of four letters: refused by the schema
+    await store_events(pool, [parse_event(json.dumps(broken).encode())])
+    await pool.execute("UPDATE stripe_events SET attempts = $2 WHERE id = $1", broken["id"], MAX_ATTEMPTS - 1)
+    assert await process_event(pool, broken["id"]) == "failed"
+
+    listed = await asyncio.to_thread(run_bindery, "stripe", "events", "--failed", "--json")
+    rows = {row["id"]: row for row in json.loads(listed.stdout)}
+    assert rows[broken["id"]]["last_error"] == "CheckViolationError"
+    assert "payload" not in rows[broken["id"]]
+
+    retried = await asyncio.to_thread(run_bindery, "stripe", "retry", broken["id"])
+    assert retried.returncode == 0 and "re-queued 1 event(s)" in retried.stdout
+    assert await pool.fetchval("SELECT state FROM stripe_events WHERE id = $1", broken["id"]) == "received"
+    assert redis_client.llen("bindery:billing") == 1
+    again = await asyncio.to_thread(run_bindery, "stripe", "retry", broken["id"])
+    assert again.returncode == 1 and "no failed event" in again.stderr
+
+
+async def test_pruning_drops_old_payloads_then_old_ids(pool: asyncpg.Pool) -> None:
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    ids = {age: f"evt_prune{age}{secrets.token_hex(4)}" for age in (10, 40, 100)}
+    for age, event_id in ids.items():
+        await pool.execute(
+            """INSERT INTO stripe_events (id, type, created, state, processed_at, payload)
+               VALUES ($1, 'charge.succeeded', $2, 'ignored', $2, '{"x": 1}')""",
+            event_id,
+            now - timedelta(days=age),
+        )
+    await prune_records(pool, now)
+    kept = {
+        row["id"]: row["payload"]
+        for row in await pool.fetch(
+            "SELECT id, payload FROM stripe_events WHERE id = ANY($1)", list(ids.values())
+        )
+    }
+    assert kept == {ids[10]: {"x": 1}, ids[40]: None}
