@@ -4,57 +4,15 @@ no-op Dramatiq actor run with the same processes and threads on the same Redis."
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-import uuid
 
-import dramatiq
 import redis
 
-from bench.common import BINDERY, OUT, Result, bench_env, process, scratch_database, wait_until
+from bench.common import Result, bench_env, scratch_database
+from bench.workers import PROCESSES, THREADS, bindery_workers, noop_messages_per_second
 from workers.db import connect
 
 JOBS = 5000
-PROCESSES, THREADS = 2, 8
-
-
-def _workers_ready(log_name: str) -> bool:
-    path = OUT / log_name
-    return path.exists() and path.read_text().count("Worker process is ready") >= PROCESSES
-
-
-def _baseline(env: dict[str, str]) -> float:
-    from bench.noop_worker import broker
-    from workers.enqueue import enqueue_many
-
-    client = redis.Redis.from_url(env["BROKER_URL"])
-    argv = [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "bench.noop_worker:broker",
-        "--processes",
-        str(PROCESSES),
-        "--threads",
-        str(THREADS),
-    ]
-    with process(argv, env, "noop-worker.log"):
-        wait_until(lambda: _workers_ready("noop-worker.log"), 30, "the no-op workers")
-        messages: list[dramatiq.Message[object]] = [
-            dramatiq.Message(
-                queue_name="default",
-                actor_name="bench.noop",
-                args=(str(uuid.uuid4()),),
-                kwargs={},
-                options={},
-            )
-            for _ in range(JOBS)
-        ]
-        started = time.perf_counter()
-        for i in range(0, JOBS, 500):
-            enqueue_many(broker, messages[i : i + 500])
-        wait_until(lambda: client.hlen("bench-noop:default.msgs") == 0, 300, "the no-op jobs")
-        return JOBS / (time.perf_counter() - started)
 
 
 async def _submit_and_wait(database_url: str) -> float:
@@ -84,10 +42,8 @@ def run() -> list[Result]:
     with scratch_database() as database_url:
         env = bench_env(database_url)
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
-        baseline = _baseline(env)
-        argv = [BINDERY, "worker", "--processes", str(PROCESSES), "--threads", str(THREADS)]
-        with process(argv, env, "worker.log"):
-            wait_until(lambda: _workers_ready("worker.log"), 30, "bindery workers")
+        baseline = noop_messages_per_second(env, JOBS)
+        with bindery_workers(env):
             ours = asyncio.run(_submit_and_wait(database_url))
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
     return [
