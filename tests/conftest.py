@@ -78,3 +78,15 @@ def redis_client() -> Iterator[redis.Redis]:
     yield client
     client.flushdb()
     client.close()
+
+
+@pytest.fixture(scope="session")
+def stripe_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """localstripe, started once for the tests that need a Stripe; its base URL."""
+    from workers.devstack.servers import VENV_BIN, free_port, running
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    command = [str(VENV_BIN / "localstripe"), "--port", str(port), "--from-scratch"]
+    with running("localstripe", command, port, log):
+        yield f"http://127.0.0.1:{port}"

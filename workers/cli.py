@@ -124,6 +124,8 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.action == "retry" and (args.event_id is None) == (not args.failed):
         return _fail("name one EVENT_ID or --failed", 2)
+    if args.action == "push":
+        return asyncio.run(_push_account(settings, args.account_id))
 
     async def run() -> int:
         conn = await connect(settings.database_url)
@@ -152,6 +154,25 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _push_account(settings: Settings, account_id: int) -> int:
+    from tasks.billing.customers import push_account
+    from workers.db import connect
+    from workers.jobs import JobError
+    from workers.stripe_client import make_stripe_client
+
+    client, http = make_stripe_client(settings)
+    conn = await connect(settings.database_url)
+    try:
+        outcome = await push_account(conn, client, account_id)
+    except JobError as error:
+        return _fail(str(error))
+    finally:
+        await conn.close()
+        await http.close_async()  # type: ignore[no-untyped-call]
+    print(("created" if outcome["created"] else "updated") + f" Stripe customer {outcome['customer_id']}")
+    return 0
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -194,6 +215,8 @@ def make_parser() -> argparse.ArgumentParser:
     retry = stripe_actions.add_parser("retry", help="process failed events again")
     retry.add_argument("event_id", nargs="?")
     retry.add_argument("--failed", action="store_true", help="every failed event")
+    push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
+    push.add_argument("account_id", type=int)
     stripe_.set_defaults(handler=cmd_stripe)
 
     token = commands.add_parser("token", help="API tokens for POST /jobs")

@@ -11,16 +11,21 @@ from typing import Any
 
 import asyncpg
 import dramatiq
+import stripe
 from dramatiq.asyncio import get_event_loop_thread
+from stripe._http_client import AIOHTTPClient
 
 from workers.db import create_pool
 from workers.settings import Settings
+from workers.stripe_client import make_stripe_client
 
 
 @dataclass
 class Resources:
     settings: Settings
     pool: asyncpg.Pool
+    stripe: stripe.StripeClient | None = None
+    stripe_http: AIOHTTPClient | None = None
 
 
 _current: Resources | None = None
@@ -34,14 +39,15 @@ def current_resources() -> Resources:
 
 
 async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
-    return Resources(
-        settings=settings,
-        pool=await create_pool(settings.database_url, max_size=pool_size, application_name="bindery-worker"),
-    )
+    pool = await create_pool(settings.database_url, max_size=pool_size, application_name="bindery-worker")
+    client, http = make_stripe_client(settings)
+    return Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
 
 
 async def close_resources(resources: Resources) -> None:
     await resources.pool.close()
+    if resources.stripe_http is not None:
+        await resources.stripe_http.close_async()  # type: ignore[no-untyped-call]
 
 
 class ResourcesMiddleware(dramatiq.Middleware):

@@ -1,18 +1,22 @@
-"""Billing actors: thin wrappers over tasks.billing.processing."""
+"""Billing actors: thin wrappers over tasks.billing.processing and tasks.billing.customers."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import dramatiq
+from pydantic import Field
 
+from tasks.billing.customers import push_account
 from tasks.billing.processing import process_event as apply_event
 from tasks.billing.processing import stale_events
 from workers.enqueue import enqueue_many
+from workers.jobs import JobArguments, job
 from workers.logs import get_logger
 from workers.queues import policy
-from workers.resources import current_resources
+from workers.resources import Resources, current_resources
 
 log = get_logger(__name__)
 
@@ -37,3 +41,18 @@ async def reconcile_inbox() -> None:
     if event_ids:
         await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(event_ids))
         log.info("re-sent stripe events", count=len(event_ids))
+
+
+class PushAccount(JobArguments):
+    account_id: int = Field(gt=0)
+
+
+async def push_account_job(resources: Resources, arguments: PushAccount) -> dict[str, Any]:
+    """Create or update the account's Stripe customer. Idempotent: an update sets the same
+    fields again; a create is keyed per account."""
+    assert resources.stripe is not None
+    async with resources.pool.acquire() as conn:
+        return await push_account(conn, resources.stripe, arguments.account_id)
+
+
+job("billing.push_account", scope="billing", arguments=PushAccount, queue="billing")(push_account_job)

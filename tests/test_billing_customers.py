@@ -1,0 +1,120 @@
+"""Outbound customer sync against localstripe over real HTTP."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+import stripe
+
+from tasks.billing.customers import customer_params, push_account
+from tests.processes import bindery_env, run_bindery
+from workers.jobs import JobError
+from workers.settings import load_settings
+from workers.stripe_client import make_stripe_client
+
+
+@pytest.fixture
+async def client(stripe_fake: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[stripe.StripeClient]:
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
+    client, http = make_stripe_client(load_settings())
+    yield client
+    await http.close_async()
+
+
+async def new_account(pool: asyncpg.Pool, **fields: Any) -> int:
+    values = {
+        "email": f"{secrets.token_hex(5)}@example.fr",
+        "password_hash": "$2y$10$neverSentAnywhere",
+        "business_name": "Boulangerie Dupont",
+        "first_name": "Jeanne",
+        "last_name": "Dupont",
+        "address": "1 rue de la Paix",
+        "postal_code": "75002",
+        "country": "FR",
+        "vat_number": "FR12345678901",
+        **fields,
+    }
+    columns = list(values)
+    placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    account_id: int = await pool.fetchval(
+        "INSERT INTO accounts (" + ", ".join(columns) + ") VALUES (" + placeholders + ") RETURNING id",
+        *values.values(),
+    )
+    return account_id
+
+
+def test_customer_params_prefer_the_business_name_and_never_carry_the_password() -> None:
+    account = {
+        "id": 7,
+        "email": "a@b.fr",
+        "business_name": None,
+        "first_name": "Ana",
+        "last_name": "Lopez",
+        "address": None,
+        "postal_code": "28001",
+        "country": "ES",
+        "password_hash": "secret",
+    }
+    params = customer_params(account)
+    assert params == {
+        "email": "a@b.fr",
+        "name": "Ana Lopez",
+        "preferred_locales": ["en"],
+        "metadata": {"account_id": "7"},
+        "address": {"postal_code": "28001", "country": "ES"},
+    }
+
+
+async def test_push_creates_the_customer_then_updates_it(
+    pool: asyncpg.Pool, client: stripe.StripeClient
+) -> None:
+    account_id = await new_account(pool)
+    async with pool.acquire() as conn:
+        first = await push_account(conn, client, account_id)
+    assert first["created"] is True
+    customer_id = await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", account_id)
+    assert customer_id == first["customer_id"]
+    customer = await client.v1.customers.retrieve_async(customer_id)
+    assert (customer.name, customer.address.postal_code, customer.preferred_locales) == (
+        "Boulangerie Dupont",
+        "75002",
+        ["fr"],
+    )
+    assert customer.metadata["account_id"] == str(account_id)
+    assert "neverSentAnywhere" not in str(customer)
+
+    await pool.execute("UPDATE accounts SET business_name = 'Dupont & Fils' WHERE id = $1", account_id)
+    async with pool.acquire() as conn:
+        second = await push_account(conn, client, account_id)
+        await push_account(conn, client, account_id)
+    assert second == {"customer_id": customer_id, "created": False}
+    assert (await client.v1.customers.retrieve_async(customer_id)).name == "Dupont & Fils"
+    tax_ids = await client.v1.customers.tax_ids.list_async(customer_id)
+    assert [(t.type, t.value) for t in tax_ids.data] == [("eu_vat", "FR12345678901")]
+
+
+async def test_unknown_or_disabled_accounts_are_not_pushed(
+    pool: asyncpg.Pool, client: stripe.StripeClient
+) -> None:
+    disabled = await new_account(pool, status="disabled")
+    async with pool.acquire() as conn:
+        with pytest.raises(JobError, match="does not exist"):
+            await push_account(conn, client, 999_999_999)
+        with pytest.raises(JobError, match="disabled"):
+            await push_account(conn, client, disabled)
+    assert await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", disabled) is None
+
+
+async def test_cli_push_names_the_customer(pool: asyncpg.Pool, stripe_fake: str) -> None:
+    import asyncio
+
+    account_id = await new_account(pool)
+    result = await asyncio.to_thread(
+        run_bindery, "stripe", "push", str(account_id), env=bindery_env(STRIPE_API_BASE=stripe_fake)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("created Stripe customer cus_")
