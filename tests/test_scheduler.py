@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import secrets
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,7 +26,7 @@ _names = itertools.count()
 
 def unique(name: str) -> str:
     """Job names are rows in schedule_runs: each test gets its own."""
-    return f"{name}-{next(_names)}-{id(_names)}"
+    return f"{name}-{next(_names)}-{secrets.token_hex(3)}"
 
 
 class Recorder:

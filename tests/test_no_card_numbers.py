@@ -1,0 +1,108 @@
+"""After a scenario full of card numbers in the wrong places, no table holds one."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+import asyncpg
+import pytest
+import stripe
+from aiohttp.test_utils import TestClient, TestServer
+
+from tasks.billing.masking import luhn_valid
+from tasks.billing.processing import process_event
+from workers.settings import load_settings
+from workers.web.app import create_app
+
+CARDS = ["4242424242424242", "4000 0566 5566 5556", "5555-5555-5555-4444", "378282246310005"]
+# A number standing alone: digits inside a hex hash or an id are not a card number.
+_DIGITS = re.compile(r"(?<![0-9A-Za-z])\d(?:[ -]?\d){12,18}(?![0-9A-Za-z])")
+
+
+async def text_values(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
+    """(table, column, value) for every text, varchar, json and jsonb value in the schema."""
+    columns = await pool.fetch(
+        """
+        SELECT table_name, column_name FROM information_schema.columns
+         WHERE table_schema = 'public' AND data_type IN ('text', 'character varying', 'json', 'jsonb')
+           AND table_name IN (SELECT table_name FROM information_schema.tables
+                               WHERE table_schema = 'public' AND table_type = 'BASE TABLE')
+        """
+    )
+    values = []
+    for column in columns:
+        # Identifiers come from the catalogue, never from input.
+        query = 'SELECT "{c}"::text AS v FROM "{t}" WHERE "{c}" IS NOT NULL'.format(
+            c=column["column_name"], t=column["table_name"]
+        )
+        values += [(column["table_name"], column["column_name"], row["v"]) for row in await pool.fetch(query)]
+    return values
+
+
+def card_like(value: str) -> list[str]:
+    found = []
+    for match in _DIGITS.findall(value):
+        digits = re.sub(r"[ -]", "", match)
+        if 13 <= len(digits) <= 19 and luhn_valid(digits):
+            found.append(match)
+    return found
+
+
+async def test_no_luhn_valid_number_is_stored_anywhere_after_a_hostile_scenario(
+    database_url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "whsec_scan"
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", secret)
+    events: list[dict[str, Any]] = []
+    for number in CARDS:
+        customer = f"cus_{secrets.token_hex(6)}"
+        events += [
+            {
+                "id": f"evt_{secrets.token_hex(8)}",
+                "object": "event",
+                "type": "customer.updated",
+                "created": 1,
+                "data": {
+                    "object": {
+                        "id": customer,
+                        "object": "customer",
+                        "description": f"card {number}",
+                        "metadata": {"note": number, "n": int(number.replace(" ", "").replace("-", ""))},
+                    }
+                },
+            },
+            {
+                "id": f"evt_{secrets.token_hex(8)}",
+                "object": "event",
+                "type": "invoice.paid",
+                "created": 2,
+                "data": {
+                    "object": {
+                        "id": f"in_{secrets.token_hex(6)}",
+                        "object": "invoice",
+                        "customer": customer,
+                        "currency": "eur",
+                        "created": 2,
+                        "number": number,
+                        "description": number,
+                    }
+                },
+            },
+        ]
+    async with TestClient(TestServer(create_app(load_settings()))) as client:
+        for item in events:
+            body = json.dumps(item)
+            headers = {"Stripe-Signature": stripe.WebhookSignature.generate_signature_header(body, secret)}
+            assert (await client.post("/webhooks/stripe", data=body, headers=headers)).status == 200
+    for item in events:
+        await process_event(pool, item["id"])
+
+    leaks = [
+        (table, column, hit) for table, column, value in await text_values(pool) for hit in card_like(value)
+    ]
+    assert leaks == []
+    # The scan itself finds what it is looking for:
+    assert card_like("x 4242 4242 4242 4242 y") == ["4242 4242 4242 4242"]
