@@ -118,3 +118,36 @@ async def test_cli_push_names_the_customer(pool: asyncpg.Pool, stripe_fake: str)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("created Stripe customer cus_")
+
+
+async def test_stripe_down_is_retried_then_failed_and_visible(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from tasks.billing.actors import PushAccount, push_account_job
+    from workers.devstack.servers import free_port
+    from workers.jobs import run_job
+    from workers.resources import Resources
+
+    monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")  # nobody listens there
+    settings = load_settings()
+    client, http = make_stripe_client(settings)
+    resources = Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    account_id = await new_account(pool)
+    job_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO jobs (id, name, arguments) VALUES ($1, 'billing.push_account', $2)",
+        job_id,
+        {"account_id": account_id},
+    )
+    try:
+        with pytest.raises(stripe.APIConnectionError):
+            await run_job(resources, job_id, push_account_job, PushAccount, max_retries=1)
+        assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", job_id) == "queued"
+        await run_job(resources, job_id, push_account_job, PushAccount, max_retries=1)
+    finally:
+        await http.close_async()
+    row = await pool.fetchrow("SELECT status, attempts, error FROM jobs WHERE id = $1", job_id)
+    assert tuple(row) == ("failed", 2, "APIConnectionError")
+    assert await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", account_id) is None

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.billing.inbox import parse_event, store_events
-from tasks.billing.processing import MAX_ATTEMPTS, process_event
+from tasks.billing.processing import MAX_ATTEMPTS, process_event, stale_events
 from tasks.system import prune_records
 from tests.processes import run_bindery
 
@@ -329,3 +329,24 @@ async def test_pruning_drops_old_payloads_then_old_ids(pool: asyncpg.Pool) -> No
         )
     }
     assert kept == {ids[10]: {"x": 1}, ids[40]: None}
+
+
+async def test_an_event_whose_worker_died_is_picked_up_after_its_lease(pool: asyncpg.Pool) -> None:
+    customer, sub = new_id("cus"), new_id("sub")
+    orphan = event("customer.subscription.created", subscription(sub, customer, "active"))
+    await store_events(pool, [parse_event(json.dumps(orphan).encode())])
+    # A worker claimed it, then died (kill -9) before its transaction committed.
+    await pool.execute(
+        """UPDATE stripe_events SET state = 'processing', attempts = 1,
+                  lease_until = now() + interval '5 minutes'
+            WHERE id = $1""",
+        orphan["id"],
+    )
+    assert orphan["id"] not in await stale_events(pool, timedelta(minutes=1))
+    assert await process_event(pool, orphan["id"]) == "skipped"  # its lease still runs
+    await pool.execute(
+        "UPDATE stripe_events SET lease_until = now() - interval '1 second' WHERE id = $1", orphan["id"]
+    )
+    assert orphan["id"] in await stale_events(pool, timedelta(minutes=1))
+    assert await process_event(pool, orphan["id"]) == "done"
+    assert await pool.fetchval("SELECT count(*) FROM subscriptions WHERE id = $1", sub) == 1
