@@ -151,3 +151,44 @@ async def test_stripe_down_is_retried_then_failed_and_visible(
     row = await pool.fetchrow("SELECT status, attempts, error FROM jobs WHERE id = $1", job_id)
     assert tuple(row) == ("failed", 2, "APIConnectionError")
     assert await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", account_id) is None
+
+
+async def test_a_429_is_retried_after_its_retry_after(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stripe answers 429 with Retry-After first (served here, in Stripe's error shape)."""
+    import time
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from tasks.billing.stripe_calls import StripeGate
+
+    calls: list[float] = []
+
+    async def customers(request: web.Request) -> web.Response:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            error = {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "rate_limit",
+                    "message": "Too many requests",
+                }
+            }
+            return web.json_response(error, status=429, headers={"Retry-After": "1"})
+        return web.json_response({"id": "cus_after429", "object": "customer", "metadata": {}})
+
+    app = web.Application()
+    app.router.add_post("/v1/customers", customers)
+    async with TestServer(app) as server:
+        monkeypatch.setenv("STRIPE_API_BASE", str(server.make_url("")).rstrip("/"))
+        client, http = make_stripe_client(load_settings())
+        account_id = await new_account(pool, vat_number=None)
+        try:
+            async with pool.acquire() as conn:
+                outcome = await push_account(conn, client, account_id, StripeGate(None))
+        finally:
+            await http.close_async()
+    assert outcome == {"customer_id": "cus_after429", "created": True}
+    assert len(calls) == 2 and calls[1] - calls[0] >= 0.95

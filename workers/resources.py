@@ -11,11 +11,13 @@ from typing import Any
 
 import asyncpg
 import dramatiq
+import redis.asyncio
 import stripe
 from dramatiq.asyncio import get_event_loop_thread
 from stripe._http_client import AIOHTTPClient
 
 from workers.db import create_pool
+from workers.rate_limit import RateLimiter
 from workers.settings import Settings
 from workers.stripe_client import make_stripe_client
 
@@ -26,6 +28,9 @@ class Resources:
     pool: asyncpg.Pool
     stripe: stripe.StripeClient | None = None
     stripe_http: AIOHTTPClient | None = None
+    # Shared across processes; None only without a Redis for it (see RATE_LIMIT_REDIS_URL).
+    stripe_limiter: RateLimiter | None = None
+    redis: redis.asyncio.Redis | None = None
 
 
 _current: Resources | None = None
@@ -41,11 +46,22 @@ def current_resources() -> Resources:
 async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
     pool = await create_pool(settings.database_url, max_size=pool_size, application_name="bindery-worker")
     client, http = make_stripe_client(settings)
-    return Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    resources = Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    if settings.limiter_redis_url:
+        resources.redis = redis.asyncio.Redis.from_url(settings.limiter_redis_url)
+        resources.stripe_limiter = RateLimiter(
+            resources.redis,
+            "stripe",
+            rate=settings.stripe_requests_per_second,
+            burst=max(1, int(settings.stripe_requests_per_second)),
+        )
+    return resources
 
 
 async def close_resources(resources: Resources) -> None:
     await resources.pool.close()
+    if resources.redis is not None:
+        await resources.redis.aclose()
     if resources.stripe_http is not None:
         await resources.stripe_http.close_async()  # type: ignore[no-untyped-call]
 

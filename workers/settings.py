@@ -70,6 +70,10 @@ class Settings(BaseSettings):
         default_factory=lambda: [SecretStr(DEV_STRIPE_WEBHOOK_SECRET)], min_length=1
     )
     stripe_api_base: str | None = None
+    # Stripe allows ~100 requests/s in live mode and 25 in test mode, across all our processes.
+    stripe_requests_per_second: float = Field(default=20.0, gt=0, le=1000)
+    # Where the shared rate limiter keeps its buckets; default: BROKER_URL when it is Redis.
+    rate_limit_redis_url: str | None = None
 
     s3_endpoint_url: str | None = "http://127.0.0.1:8333"
     s3_bucket: str = "bindery-backups"
@@ -137,6 +141,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.bindery_env == "production"
+
+    @property
+    def limiter_redis_url(self) -> str | None:
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else None
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -12,6 +12,7 @@ from pydantic import Field
 from tasks.billing.customers import push_account
 from tasks.billing.processing import process_event as apply_event
 from tasks.billing.processing import stale_events
+from tasks.billing.stripe_calls import StripeGate
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
 from workers.logs import get_logger
@@ -52,7 +53,9 @@ async def push_account_job(resources: Resources, arguments: PushAccount) -> dict
     fields again; a create is keyed per account."""
     assert resources.stripe is not None
     async with resources.pool.acquire() as conn:
-        return await push_account(conn, resources.stripe, arguments.account_id)
+        return await push_account(
+            conn, resources.stripe, arguments.account_id, StripeGate(resources.stripe_limiter)
+        )
 
 
 job("billing.push_account", scope="billing", arguments=PushAccount, queue="billing")(push_account_job)

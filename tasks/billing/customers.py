@@ -15,6 +15,7 @@ from typing import Any
 
 import stripe
 
+from tasks.billing.stripe_calls import StripeGate
 from workers.db import Connection
 from workers.jobs import JobError
 
@@ -44,7 +45,9 @@ def customer_params(account: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
-async def push_account(conn: Connection, client: stripe.StripeClient, account_id: int) -> dict[str, Any]:
+async def push_account(
+    conn: Connection, client: stripe.StripeClient, account_id: int, gate: StripeGate | None = None
+) -> dict[str, Any]:
     # Every column but password_hash: bindery never reads it.
     row = await conn.fetchrow(
         """
@@ -60,11 +63,13 @@ async def push_account(conn: Connection, client: stripe.StripeClient, account_id
     if account["status"] != "active":
         raise JobError(f"account {account_id} is disabled (an erasure is pending); not pushed")
     params = customer_params(account)
+    gate = gate or StripeGate(None)
     customer_id = account["stripe_customer_id"]
     created = customer_id is None
     if created:
-        customer = await client.v1.customers.create_async(
-            params=params,  # type: ignore[arg-type]
+        customer = await gate.call(
+            client.v1.customers.create_async,
+            params=params,
             options={"idempotency_key": f"bindery-account-{account_id}-customer"},
         )
         customer_id = customer.id
@@ -75,15 +80,19 @@ async def push_account(conn: Connection, client: stripe.StripeClient, account_id
             customer_id,
         )
     else:
-        await client.v1.customers.update_async(customer_id, params=params)  # type: ignore[arg-type]
+        await gate.call(client.v1.customers.update_async, customer_id, params=params)
     if account["vat_number"]:
-        await _ensure_vat_id(client, customer_id, account["vat_number"])
+        await _ensure_vat_id(client, gate, customer_id, account["vat_number"])
     return {"customer_id": customer_id, "created": created}
 
 
-async def _ensure_vat_id(client: stripe.StripeClient, customer_id: str, vat_number: str) -> None:
-    existing = await client.v1.customers.tax_ids.list_async(customer_id)
+async def _ensure_vat_id(
+    client: stripe.StripeClient, gate: StripeGate, customer_id: str, vat_number: str
+) -> None:
+    existing = await gate.call(client.v1.customers.tax_ids.list_async, customer_id)
     if not any(tax_id.value == vat_number for tax_id in existing.data):
-        await client.v1.customers.tax_ids.create_async(
-            customer_id, params={"type": "eu_vat", "value": vat_number}
+        await gate.call(
+            client.v1.customers.tax_ids.create_async,
+            customer_id,
+            params={"type": "eu_vat", "value": vat_number},
         )
