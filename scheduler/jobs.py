@@ -56,6 +56,8 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("jobs.reconcile", "* * * * *", actor="system.reconcile_jobs"),
     # Stripe events whose processing message was lost, or whose worker died.
     ScheduledJob("billing.reconcile_inbox", "* * * * *", actor="billing.reconcile_inbox"),
+    # Events Stripe has that the inbox lacks (hourly, through the Events API).
+    ScheduledJob("billing.reconcile_stripe", "7 * * * *", actor="billing.reconcile_stripe"),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).

@@ -192,3 +192,29 @@ async def test_a_429_is_retried_after_its_retry_after(
             await http.close_async()
     assert outcome == {"customer_id": "cus_after429", "created": True}
     assert len(calls) == 2 and calls[1] - calls[0] >= 0.95
+
+
+async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
+    pool: asyncpg.Pool, client: stripe.StripeClient
+) -> None:
+    from tasks.billing.processing import process_event
+    from tasks.billing.reconcile import reconcile_events
+    from tasks.billing.stripe_calls import StripeGate
+
+    account_id = await new_account(pool)
+    # A customer made in Stripe whose webhook never reached us.
+    customer = await client.v1.customers.create_async(params={"metadata": {"account_id": str(account_id)}})
+    async with pool.acquire() as conn:
+        stored = await reconcile_events(conn, client, StripeGate(None))
+        again = await reconcile_events(conn, client, StripeGate(None))
+    created = await pool.fetchval(
+        "SELECT id FROM stripe_events WHERE type = 'customer.created' AND object_id = $1", customer.id
+    )
+    assert created in stored
+    assert created not in again  # already in the inbox
+    assert await process_event(pool, created) == "done"
+    assert (
+        await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", account_id)
+        == customer.id
+    )
+    assert await pool.fetchval("SELECT cursor FROM stripe_sync_state WHERE name = 'events'")

@@ -126,6 +126,8 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
         return _fail("name one EVENT_ID or --failed", 2)
     if args.action == "push":
         return asyncio.run(_push_account(settings, args.account_id))
+    if args.action == "reconcile":
+        return asyncio.run(_reconcile(settings))
 
     async def run() -> int:
         conn = await connect(settings.database_url)
@@ -175,6 +177,28 @@ async def _push_account(settings: Settings, account_id: int) -> int:
     return 0
 
 
+async def _reconcile(settings: Settings) -> int:
+    import tasks  # noqa: F401  (declares the billing actors)
+    from tasks.billing.actors import event_messages, process_event
+    from tasks.billing.reconcile import reconcile_events
+    from tasks.billing.stripe_calls import StripeGate
+    from workers.db import connect
+    from workers.enqueue import enqueue_many
+    from workers.stripe_client import make_stripe_client
+
+    client, http = make_stripe_client(settings)
+    conn = await connect(settings.database_url)
+    try:
+        stored = await reconcile_events(conn, client, StripeGate(None))
+    finally:
+        await conn.close()
+        await http.close_async()  # type: ignore[no-untyped-call]
+    if stored:
+        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(stored))
+    print(f"stored {len(stored)} event(s) the inbox lacked")
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bindery", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -215,6 +239,7 @@ def make_parser() -> argparse.ArgumentParser:
     retry = stripe_actions.add_parser("retry", help="process failed events again")
     retry.add_argument("event_id", nargs="?")
     retry.add_argument("--failed", action="store_true", help="every failed event")
+    stripe_actions.add_parser("reconcile", help="store the events Stripe has and the inbox lacks")
     push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
     push.add_argument("account_id", type=int)
     stripe_.set_defaults(handler=cmd_stripe)

@@ -12,6 +12,7 @@ from pydantic import Field
 from tasks.billing.customers import push_account
 from tasks.billing.processing import process_event as apply_event
 from tasks.billing.processing import stale_events
+from tasks.billing.reconcile import reconcile_events
 from tasks.billing.stripe_calls import StripeGate
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
@@ -59,3 +60,18 @@ async def push_account_job(resources: Resources, arguments: PushAccount) -> dict
 
 
 job("billing.push_account", scope="billing", arguments=PushAccount, queue="billing")(push_account_job)
+
+
+@dramatiq.actor(
+    actor_name="billing.reconcile_stripe", queue_name="billing", **policy("billing").actor_options()
+)
+async def reconcile_stripe() -> None:
+    """Store and process the events Stripe has and the inbox lacks. Idempotent: event ids
+    are unique in the inbox, and the cursor moves only after a complete walk."""
+    resources = current_resources()
+    assert resources.stripe is not None
+    async with resources.pool.acquire() as conn:
+        stored = await reconcile_events(conn, resources.stripe, StripeGate(resources.stripe_limiter))
+    if stored:
+        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(stored))
+    log.info("reconciled with stripe events", stored=len(stored))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from tasks.billing.masking import mask_card_numbers, may_hold_card_number
+from workers.db import Connection
 
 
 class MalformedEvent(Exception):
@@ -62,7 +63,7 @@ def parse_event(body: bytes) -> IncomingEvent:
     )
 
 
-async def store_events(conn: asyncpg.Pool | asyncpg.Connection, events: list[IncomingEvent]) -> list[bool]:
+async def store_events(conn: asyncpg.Pool | Connection, events: list[IncomingEvent]) -> list[bool]:
     """Insert the batch; per event, True when it is new (False: a replay, nothing changed)."""
     rows = await conn.fetch(
         """
