@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -218,3 +219,43 @@ async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
         == customer.id
     )
     assert await pool.fetchval("SELECT cursor FROM stripe_sync_state WHERE name = 'events'")
+
+
+async def test_backfill_reads_current_objects_and_resumes_from_its_position(
+    pool: asyncpg.Pool, client: stripe.StripeClient, stripe_fake: str
+) -> None:
+    from tasks.billing.backfill import backfill
+    from tasks.billing.stripe_calls import StripeGate
+
+    accounts = [await new_account(pool) for _ in range(3)]
+    by_customer = {}
+    for account_id in accounts:
+        customer = await client.v1.customers.create_async(
+            params={"metadata": {"account_id": str(account_id)}}
+        )
+        by_customer[customer.id] = account_id
+    page = await client.v1.customers.list_async(params={"limit": 100})
+    listed = [customer.id for customer in page.data if customer.id in by_customer]
+
+    async def linked(customer_id: str) -> str | None:
+        value: str | None = await pool.fetchval(
+            "SELECT stripe_customer_id FROM accounts WHERE id = $1", by_customer[customer_id]
+        )
+        return value
+
+    # A previous run stopped right after the first of ours, in list order.
+    await pool.execute(
+        "INSERT INTO stripe_sync_state (name, cursor) VALUES ('backfill:customers', $1)", listed[0]
+    )
+    async with pool.acquire() as conn:
+        await backfill(conn, client, StripeGate(None))
+    assert [await linked(c) for c in listed[1:]] == listed[1:]  # resumed after the stored position
+    assert await linked(listed[0]) is None  # not redone: the interrupted run had passed it
+    assert await pool.fetchval("SELECT count(*) FROM stripe_sync_state WHERE name LIKE 'backfill:%'") == 0
+
+    env = bindery_env(STRIPE_API_BASE=stripe_fake)
+    result = await asyncio.to_thread(run_bindery, "stripe", "backfill", env=env)
+    assert result.returncode == 0, result.stderr
+    assert await linked(listed[0]) == listed[0]  # a complete run starts from the beginning
+    bad = await asyncio.to_thread(run_bindery, "stripe", "backfill", "--since", "last week")
+    assert bad.returncode == 2 and "--since" in bad.stderr

@@ -28,11 +28,10 @@ async def test_concurrent_callers_from_several_clients_share_one_rate() -> None:
     elapsed = time.monotonic() - started
     for client in clients:
         await client.aclose()
-    # 60 tokens: 10 at once from the burst, then 50 at 100 per second.
+    # 60 tokens: 10 at once from the burst, then 50 at 100 per second: at least 0.5 s.
+    # Three buckets of their own would have granted them in 0.1 s.
+    assert len(granted) == 60
     assert elapsed >= 0.45
-    # In no window of 0.2 s after the burst were more than 20 (+1 for edges) granted.
-    after_burst = sorted(granted)[10:]
-    assert max(sum(1 for t in after_burst if start <= t < start + 0.2) for start in after_burst) <= 21
 
 
 async def test_an_idle_bucket_grants_its_burst_at_once() -> None:

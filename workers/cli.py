@@ -128,6 +128,8 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
         return asyncio.run(_push_account(settings, args.account_id))
     if args.action == "reconcile":
         return asyncio.run(_reconcile(settings))
+    if args.action == "backfill":
+        return asyncio.run(_backfill(settings, args.since))
 
     async def run() -> int:
         conn = await connect(settings.database_url)
@@ -174,6 +176,29 @@ async def _push_account(settings: Settings, account_id: int) -> int:
         await conn.close()
         await http.close_async()  # type: ignore[no-untyped-call]
     print(("created" if outcome["created"] else "updated") + f" Stripe customer {outcome['customer_id']}")
+    return 0
+
+
+async def _backfill(settings: Settings, since: str | None) -> int:
+    from datetime import UTC, datetime
+
+    from tasks.billing.backfill import backfill
+    from tasks.billing.stripe_calls import StripeGate
+    from workers.db import connect
+    from workers.stripe_client import make_stripe_client
+
+    try:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
+    except ValueError:
+        return _fail("--since takes a date such as 2026-01-31", 2)
+    client, http = make_stripe_client(settings)
+    conn = await connect(settings.database_url)
+    try:
+        counts = await backfill(conn, client, StripeGate(None), start)
+    finally:
+        await conn.close()
+        await http.close_async()  # type: ignore[no-untyped-call]
+    print(", ".join(f"{count} {name}" for name, count in counts.items()) + " applied")
     return 0
 
 
@@ -240,6 +265,8 @@ def make_parser() -> argparse.ArgumentParser:
     retry.add_argument("event_id", nargs="?")
     retry.add_argument("--failed", action="store_true", help="every failed event")
     stripe_actions.add_parser("reconcile", help="store the events Stripe has and the inbox lacks")
+    backfill = stripe_actions.add_parser("backfill", help="read current customers, subscriptions, invoices")
+    backfill.add_argument("--since", help="only objects created on or after this date (YYYY-MM-DD)")
     push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
     push.add_argument("account_id", type=int)
     stripe_.set_defaults(handler=cmd_stripe)

@@ -8,14 +8,16 @@ script takes a token atomically, or says how long to wait for the next one.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import redis.asyncio
 
-# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds, float). Returns the wait in
-# milliseconds: 0 when a token was taken.
+# KEYS[1] bucket; ARGV: rate per second, burst. Returns the wait in milliseconds: 0 when a
+# token was taken. Redis's own clock: callers' clocks disagree, and a caller whose "now"
+# lags would make the bucket refill the same interval twice.
 _TAKE = """
-local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) + tonumber(time[2]) / 1000000
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local tokens, at = tonumber(state[1]) or burst, tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
@@ -44,8 +46,7 @@ class RateLimiter:
 
     async def take(self) -> None:
         while True:
-            # The clock is the caller's: the bucket only needs callers to roughly agree.
-            wait_ms = int(await self._script(keys=[self._key], args=[self._rate, self._burst, time.time()]))
+            wait_ms = int(await self._script(keys=[self._key], args=[self._rate, self._burst]))
             if wait_ms == 0:
                 return
             await asyncio.sleep(wait_ms / 1000)

@@ -9,11 +9,12 @@ a worker killed half-way leaves the event to be claimed again once its lease end
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from tasks.billing.objects import handler_for
+from tasks.billing.objects import Apply, handler_for
 from workers.db import Connection
 from workers.jobs import describe_error
 
@@ -67,23 +68,35 @@ async def _apply(conn: Connection, event_id: str, event: asyncpg.Record) -> str:
     obj = (event["payload"] or {}).get("data", {}).get("object")
     if apply is None or event["object_id"] is None or not isinstance(obj, dict):
         return "ignored"
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", event["object_id"])
+    await apply_in_order(conn, apply, obj, source=event_id, as_of=event["created"])
+    return "done"
+
+
+async def apply_in_order(
+    conn: Connection, apply: Apply, obj: dict[str, Any], *, source: str, as_of: datetime
+) -> bool:
+    """Apply `obj` as it was at `as_of`, unless a newer state of it was applied already.
+
+    Call inside a transaction: the advisory lock serialises every writer of this object
+    (events, backfill) until commit. Returns whether it was applied.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", obj["id"])
     newest = await conn.fetchval(
-        "SELECT last_event_created FROM stripe_objects WHERE object_id = $1", event["object_id"]
+        "SELECT last_event_created FROM stripe_objects WHERE object_id = $1", obj["id"]
     )
-    if newest is not None and event["created"] < newest:
-        return "done"  # older than what we applied: changes nothing
+    if newest is not None and as_of < newest:
+        return False  # older than what we applied: changes nothing
     await apply(conn, obj)
     await conn.execute(
         """
         INSERT INTO stripe_objects (object_id, last_event_id, last_event_created) VALUES ($1, $2, $3)
         ON CONFLICT (object_id) DO UPDATE SET last_event_id = $2, last_event_created = $3
         """,
-        event["object_id"],
-        event_id,
-        event["created"],
+        obj["id"],
+        source,
+        as_of,
     )
-    return "done"
+    return True
 
 
 async def stale_events(conn: asyncpg.Pool | asyncpg.Connection, received_for: timedelta) -> list[str]:
