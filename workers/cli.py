@@ -162,19 +162,14 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _push_account(settings: Settings, account_id: int) -> int:
     from tasks.billing.customers import push_account
-    from workers.db import connect
     from workers.jobs import JobError
-    from workers.stripe_client import make_stripe_client
+    from workers.stripe_client import stripe_session
 
-    client, http = make_stripe_client(settings)
-    conn = await connect(settings.database_url)
     try:
-        outcome = await push_account(conn, client, account_id)
+        async with stripe_session(settings) as (conn, client):
+            outcome = await push_account(conn, client, account_id)
     except JobError as error:
         return _fail(str(error))
-    finally:
-        await conn.close()
-        await http.close_async()  # type: ignore[no-untyped-call]
     print(("created" if outcome["created"] else "updated") + f" Stripe customer {outcome['customer_id']}")
     return 0
 
@@ -184,20 +179,14 @@ async def _backfill(settings: Settings, since: str | None) -> int:
 
     from tasks.billing.backfill import backfill
     from tasks.billing.stripe_calls import StripeGate
-    from workers.db import connect
-    from workers.stripe_client import make_stripe_client
+    from workers.stripe_client import stripe_session
 
     try:
         start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
     except ValueError:
         return _fail("--since takes a date such as 2026-01-31", 2)
-    client, http = make_stripe_client(settings)
-    conn = await connect(settings.database_url)
-    try:
+    async with stripe_session(settings) as (conn, client):
         counts = await backfill(conn, client, StripeGate(None), start)
-    finally:
-        await conn.close()
-        await http.close_async()  # type: ignore[no-untyped-call]
     print(", ".join(f"{count} {name}" for name, count in counts.items()) + " applied")
     return 0
 
@@ -207,17 +196,11 @@ async def _reconcile(settings: Settings) -> int:
     from tasks.billing.actors import event_messages, process_event
     from tasks.billing.reconcile import reconcile_events
     from tasks.billing.stripe_calls import StripeGate
-    from workers.db import connect
     from workers.enqueue import enqueue_many
-    from workers.stripe_client import make_stripe_client
+    from workers.stripe_client import stripe_session
 
-    client, http = make_stripe_client(settings)
-    conn = await connect(settings.database_url)
-    try:
+    async with stripe_session(settings) as (conn, client):
         stored = await reconcile_events(conn, client, StripeGate(None))
-    finally:
-        await conn.close()
-        await http.close_async()  # type: ignore[no-untyped-call]
     if stored:
         await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(stored))
     print(f"stored {len(stored)} event(s) the inbox lacked")

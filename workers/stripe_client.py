@@ -6,9 +6,13 @@ connection errors, 409s and 5xx with backoff (and honour Stripe-Should-Retry).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import stripe
 from stripe._http_client import AIOHTTPClient
 
+from workers.db import Connection, connect
 from workers.settings import Settings
 
 NETWORK_RETRIES = 3
@@ -25,3 +29,15 @@ def make_stripe_client(settings: Settings) -> tuple[stripe.StripeClient, AIOHTTP
         max_network_retries=NETWORK_RETRIES,
     )
     return client, http
+
+
+@asynccontextmanager
+async def stripe_session(settings: Settings) -> AsyncIterator[tuple[Connection, stripe.StripeClient]]:
+    """A database connection and a Stripe client for one CLI command, both closed after."""
+    client, http = make_stripe_client(settings)
+    conn = await connect(settings.database_url)
+    try:
+        yield conn, client
+    finally:
+        await conn.close()
+        await http.close_async()  # type: ignore[no-untyped-call]
