@@ -52,9 +52,8 @@ def generate(seed: int = 7) -> tuple[list[bytes], dict[str, str]]:
 
 
 async def _process_all(database_url: str, bodies: list[bytes]) -> tuple[float, dict[str, str]]:
-    from tasks.billing.actors import event_messages, process_event
+    from tasks.billing.actors import send_events
     from tasks.billing.inbox import parse_event, store_events
-    from workers.enqueue import enqueue_many
 
     conn = await connect(database_url)
     try:
@@ -63,7 +62,7 @@ async def _process_all(database_url: str, bodies: list[bytes]) -> tuple[float, d
             batch = [parse_event(body) for body in bodies[i : i + 500]]
             new = await store_events(conn, batch)
             fresh = [event.id for event, is_new in zip(batch, new, strict=True) if is_new]
-            await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(fresh))
+            await send_events(fresh)
         while await conn.fetchval(
             "SELECT count(*) FROM stripe_events WHERE state IN ('received', 'processing')"
         ):

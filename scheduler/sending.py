@@ -7,7 +7,7 @@ from typing import Any
 
 import dramatiq
 
-from scheduler.loop import Fire
+from scheduler.loop import Fire, Send
 from workers.enqueue import enqueue_many
 from workers.scheduled_runs import SLOT_OPTION
 
@@ -22,7 +22,7 @@ def fire_message(broker: dramatiq.Broker, fire: Fire) -> dramatiq.Message[Any]:
     )
 
 
-def sender(broker: dramatiq.Broker) -> Any:
+def sender(broker: dramatiq.Broker) -> Send:
     """The scheduler's `send`: one batch of messages, off the event loop."""
 
     async def send(fires: list[Fire]) -> None:

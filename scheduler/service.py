@@ -8,7 +8,7 @@ import sys
 from datetime import timedelta
 
 from scheduler.jobs import SCHEDULE, ScheduledJob, ScheduleError, effective_schedule
-from scheduler.loop import Scheduler, utc_now
+from scheduler.loop import Scheduler, Send, utc_now
 from workers.db import connect, create_pool
 from workers.settings import Settings
 from workers.text_tables import print_table
@@ -23,7 +23,7 @@ def load_schedule(settings: Settings) -> list[ScheduledJob] | None:
         return None
 
 
-def _broker_sender() -> object:
+def _broker_sender() -> Send:
     import tasks  # noqa: F401  (declares the actors the schedule names)
     from scheduler.sending import sender
     from workers.broker import broker
@@ -47,7 +47,7 @@ def run_scheduler(settings: Settings) -> int:
             scheduler = Scheduler(
                 pool,
                 jobs,
-                send,  # type: ignore[arg-type]
+                send,
                 sweep_after=timedelta(seconds=settings.scheduler_sweep_after_seconds),
             )
             await scheduler.run_forever()
@@ -105,7 +105,7 @@ def run_job_now(settings: Settings, name: str) -> int:
     async def run() -> None:
         pool = await create_pool(settings.database_url, max_size=1, application_name="bindery-cli")
         try:
-            slot = await run_now(pool, job, send, utc_now())  # type: ignore[arg-type]
+            slot = await run_now(pool, job, send, utc_now())
             print(f"enqueued {job.name} (run recorded at {slot.isoformat()})")
         finally:
             await pool.close()

@@ -150,10 +150,9 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
             return _fail(f"no failed event {args.event_id!r}")
         if retried:
             import tasks  # noqa: F401  (declares the billing actors)
-            from tasks.billing.actors import event_messages, process_event
-            from workers.enqueue import enqueue_many
+            from tasks.billing.actors import send_events
 
-            enqueue_many(process_event.broker, event_messages(retried))
+            await send_events(retried)
         print(f"re-queued {len(retried)} event(s)")
         return 0
 
@@ -193,16 +192,14 @@ async def _backfill(settings: Settings, since: str | None) -> int:
 
 async def _reconcile(settings: Settings) -> int:
     import tasks  # noqa: F401  (declares the billing actors)
-    from tasks.billing.actors import event_messages, process_event
+    from tasks.billing.actors import send_events
     from tasks.billing.reconcile import reconcile_events
     from tasks.billing.stripe_calls import StripeGate
-    from workers.enqueue import enqueue_many
     from workers.stripe_client import stripe_session
 
     async with stripe_session(settings) as (conn, client):
         stored = await reconcile_events(conn, client, StripeGate(None))
-    if stored:
-        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(stored))
+    await send_events(stored)
     print(f"stored {len(stored)} event(s) the inbox lacked")
     return 0
 

@@ -35,13 +35,19 @@ def event_messages(event_ids: list[str]) -> list[dramatiq.Message[object]]:
     return [process_event.message(event_id) for event_id in event_ids]
 
 
+async def send_events(event_ids: list[str]) -> None:
+    """One processing message per stored event, sent off the event loop."""
+    if event_ids:
+        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(event_ids))
+
+
 @dramatiq.actor(actor_name="billing.reconcile_inbox", **policy("default").actor_options())
 async def reconcile_inbox() -> None:
     """Re-send inbox events whose message was lost or whose worker died. Safe to repeat:
     processing claims an event only while it is unclaimed or its lease has ended."""
     event_ids = await stale_events(current_resources().pool, timedelta(minutes=1))
     if event_ids:
-        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(event_ids))
+        await send_events(event_ids)
         log.info("re-sent stripe events", count=len(event_ids))
 
 
@@ -72,6 +78,5 @@ async def reconcile_stripe() -> None:
     assert resources.stripe is not None
     async with resources.pool.acquire() as conn:
         stored = await reconcile_events(conn, resources.stripe, StripeGate(resources.stripe_limiter))
-    if stored:
-        await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(stored))
+    await send_events(stored)
     log.info("reconciled with stripe events", stored=len(stored))

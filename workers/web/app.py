@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
@@ -80,9 +80,9 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-async def _probe(awaitable: asyncio.Future[object] | object) -> bool:
+async def _probe(awaitable: Awaitable[object]) -> bool:
     try:
-        await asyncio.wait_for(awaitable, PROBE_TIMEOUT)  # type: ignore[arg-type]
+        await asyncio.wait_for(awaitable, PROBE_TIMEOUT)
     except Exception:
         return False
     return True
