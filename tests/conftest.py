@@ -27,6 +27,7 @@ for variable in ("TLS_CERT_FILE", "TLS_KEY_FILE", "TRUST_PROXY", "STRIPE_API_BAS
 
 import asyncpg  # noqa: E402
 import redis  # noqa: E402
+import stripe  # noqa: E402
 
 from workers.db import create_pool, drop_database, migrate_database  # noqa: E402
 from workers.reachability import START_POSTGRES, START_RABBITMQ, START_REDIS  # noqa: E402
@@ -82,11 +83,33 @@ def redis_client() -> Iterator[redis.Redis]:
 
 @pytest.fixture(scope="session")
 def stripe_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """localstripe, started once for the tests that need a Stripe; its base URL."""
+    """localstripe behind `stripe_extras` (the parts of Stripe's API it lacks), started once
+    for the tests that need a Stripe; the base URL to give the client."""
+    import sys
+
     from workers.devstack.servers import VENV_BIN, free_port, running
 
-    port = free_port()
-    log = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
-    command = [str(VENV_BIN / "localstripe"), "--port", str(port), "--from-scratch"]
-    with running("localstripe", command, port, log):
+    logs = tmp_path_factory.mktemp("stripe")
+    upstream, port = free_port(), free_port()
+    localstripe = [str(VENV_BIN / "localstripe"), "--port", str(upstream), "--from-scratch"]
+    extras = [sys.executable, "-m", "workers.devstack.stripe_extras", "--port", str(port)]
+    extras += ["--upstream", f"http://127.0.0.1:{upstream}"]
+    with (
+        running("localstripe", localstripe, upstream, logs / "localstripe.log"),
+        running("stripe_extras", extras, port, logs / "stripe_extras.log"),
+    ):
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def stripe_client(
+    stripe_fake: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[stripe.StripeClient]:
+    """bindery's own Stripe client, pointed at the fake."""
+    from workers.settings import load_settings
+    from workers.stripe_client import make_stripe_client
+
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
+    client, http = make_stripe_client(load_settings())
+    yield client
+    await http.close_async()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import subprocess
 import sys
@@ -25,7 +26,9 @@ class _Deadline:
         self.deadline = time.monotonic() + timeout
 
     def poll(self) -> Any:
-        value = self.condition()
+        return self.check(self.condition())
+
+    def check(self, value: Any) -> Any:
         if not value and time.monotonic() > self.deadline:
             raise AssertionError(f"timed out after {self.timeout}s waiting for {self.what}")
         return value
@@ -40,11 +43,16 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
 
 
 async def eventually(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """`wait_until` for async tests: sleeps without blocking the event loop under test."""
+    """`wait_until` for async tests: sleeps without blocking the event loop under test.
+    `condition` may be a coroutine function."""
     deadline = _Deadline(condition, timeout, what)
-    while not (value := deadline.poll()):
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if deadline.check(value):
+            return value
         await asyncio.sleep(interval)
-    return value
 
 
 def bindery_env(**overrides: str) -> dict[str, str]:

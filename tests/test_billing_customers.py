@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,14 +15,6 @@ from tests.processes import bindery_env, run_bindery
 from workers.jobs import JobError
 from workers.settings import load_settings
 from workers.stripe_client import make_stripe_client
-
-
-@pytest.fixture
-async def client(stripe_fake: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[stripe.StripeClient]:
-    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
-    client, http = make_stripe_client(load_settings())
-    yield client
-    await http.close_async()
 
 
 async def new_account(pool: asyncpg.Pool, **fields: Any) -> int:
@@ -71,15 +62,15 @@ def test_customer_params_prefer_the_business_name_and_never_carry_the_password()
 
 
 async def test_push_creates_the_customer_then_updates_it(
-    pool: asyncpg.Pool, client: stripe.StripeClient
+    pool: asyncpg.Pool, stripe_client: stripe.StripeClient
 ) -> None:
     account_id = await new_account(pool)
     async with pool.acquire() as conn:
-        first = await push_account(conn, client, account_id)
+        first = await push_account(conn, stripe_client, account_id)
     assert first["created"] is True
     customer_id = await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", account_id)
     assert customer_id == first["customer_id"]
-    customer = await client.v1.customers.retrieve_async(customer_id)
+    customer = await stripe_client.v1.customers.retrieve_async(customer_id)
     assert (customer.name, customer.address.postal_code, customer.preferred_locales) == (
         "Boulangerie Dupont",
         "75002",
@@ -90,23 +81,23 @@ async def test_push_creates_the_customer_then_updates_it(
 
     await pool.execute("UPDATE accounts SET business_name = 'Dupont & Fils' WHERE id = $1", account_id)
     async with pool.acquire() as conn:
-        second = await push_account(conn, client, account_id)
-        await push_account(conn, client, account_id)
+        second = await push_account(conn, stripe_client, account_id)
+        await push_account(conn, stripe_client, account_id)
     assert second == {"customer_id": customer_id, "created": False}
-    assert (await client.v1.customers.retrieve_async(customer_id)).name == "Dupont & Fils"
-    tax_ids = await client.v1.customers.tax_ids.list_async(customer_id)
+    assert (await stripe_client.v1.customers.retrieve_async(customer_id)).name == "Dupont & Fils"
+    tax_ids = await stripe_client.v1.customers.tax_ids.list_async(customer_id)
     assert [(t.type, t.value) for t in tax_ids.data] == [("eu_vat", "FR12345678901")]
 
 
 async def test_unknown_or_disabled_accounts_are_not_pushed(
-    pool: asyncpg.Pool, client: stripe.StripeClient
+    pool: asyncpg.Pool, stripe_client: stripe.StripeClient
 ) -> None:
     disabled = await new_account(pool, status="disabled")
     async with pool.acquire() as conn:
         with pytest.raises(JobError, match="does not exist"):
-            await push_account(conn, client, 999_999_999)
+            await push_account(conn, stripe_client, 999_999_999)
         with pytest.raises(JobError, match="disabled"):
-            await push_account(conn, client, disabled)
+            await push_account(conn, stripe_client, disabled)
     assert await pool.fetchval("SELECT stripe_customer_id FROM accounts WHERE id = $1", disabled) is None
 
 
@@ -133,8 +124,8 @@ async def test_stripe_down_is_retried_then_failed_and_visible(
 
     monkeypatch.setenv("STRIPE_API_BASE", f"http://127.0.0.1:{free_port()}")  # nobody listens there
     settings = load_settings()
-    client, http = make_stripe_client(settings)
-    resources = Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    stripe_client, http = make_stripe_client(settings)
+    resources = Resources(settings=settings, pool=pool, stripe=stripe_client, stripe_http=http)
     account_id = await new_account(pool)
     job_id = uuid.uuid4()
     await pool.execute(
@@ -184,11 +175,11 @@ async def test_a_429_is_retried_after_its_retry_after(
     app.router.add_post("/v1/customers", customers)
     async with TestServer(app) as server:
         monkeypatch.setenv("STRIPE_API_BASE", str(server.make_url("")).rstrip("/"))
-        client, http = make_stripe_client(load_settings())
+        stripe_client, http = make_stripe_client(load_settings())
         account_id = await new_account(pool, vat_number=None)
         try:
             async with pool.acquire() as conn:
-                outcome = await push_account(conn, client, account_id, StripeGate(None))
+                outcome = await push_account(conn, stripe_client, account_id, StripeGate(None))
         finally:
             await http.close_async()
     assert outcome == {"customer_id": "cus_after429", "created": True}
@@ -196,7 +187,7 @@ async def test_a_429_is_retried_after_its_retry_after(
 
 
 async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
-    pool: asyncpg.Pool, client: stripe.StripeClient
+    pool: asyncpg.Pool, stripe_client: stripe.StripeClient
 ) -> None:
     from tasks.billing.processing import process_event
     from tasks.billing.reconcile import reconcile_events
@@ -204,10 +195,11 @@ async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
 
     account_id = await new_account(pool)
     # A customer made in Stripe whose webhook never reached us.
-    customer = await client.v1.customers.create_async(params={"metadata": {"account_id": str(account_id)}})
+    metadata = {"account_id": str(account_id)}
+    customer = await stripe_client.v1.customers.create_async(params={"metadata": metadata})
     async with pool.acquire() as conn:
-        stored = await reconcile_events(conn, client, StripeGate(None))
-        again = await reconcile_events(conn, client, StripeGate(None))
+        stored = await reconcile_events(conn, stripe_client, StripeGate(None))
+        again = await reconcile_events(conn, stripe_client, StripeGate(None))
     created = await pool.fetchval(
         "SELECT id FROM stripe_events WHERE type = 'customer.created' AND object_id = $1", customer.id
     )
@@ -222,7 +214,7 @@ async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
 
 
 async def test_backfill_reads_current_objects_and_resumes_from_its_position(
-    pool: asyncpg.Pool, client: stripe.StripeClient, stripe_fake: str
+    pool: asyncpg.Pool, stripe_client: stripe.StripeClient, stripe_fake: str
 ) -> None:
     from tasks.billing.backfill import backfill
     from tasks.billing.stripe_calls import StripeGate
@@ -230,11 +222,11 @@ async def test_backfill_reads_current_objects_and_resumes_from_its_position(
     accounts = [await new_account(pool) for _ in range(3)]
     by_customer = {}
     for account_id in accounts:
-        customer = await client.v1.customers.create_async(
+        customer = await stripe_client.v1.customers.create_async(
             params={"metadata": {"account_id": str(account_id)}}
         )
         by_customer[customer.id] = account_id
-    page = await client.v1.customers.list_async(params={"limit": 100})
+    page = await stripe_client.v1.customers.list_async(params={"limit": 100})
     listed = [customer.id for customer in page.data if customer.id in by_customer]
 
     async def linked(customer_id: str) -> str | None:
@@ -248,7 +240,7 @@ async def test_backfill_reads_current_objects_and_resumes_from_its_position(
         "INSERT INTO stripe_sync_state (name, cursor) VALUES ('backfill:customers', $1)", listed[0]
     )
     async with pool.acquire() as conn:
-        await backfill(conn, client, StripeGate(None))
+        await backfill(conn, stripe_client, StripeGate(None))
     assert [await linked(c) for c in listed[1:]] == listed[1:]  # resumed after the stored position
     assert await linked(listed[0]) is None  # not redone: the interrupted run had passed it
     assert await pool.fetchval("SELECT count(*) FROM stripe_sync_state WHERE name LIKE 'backfill:%'") == 0

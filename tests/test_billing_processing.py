@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -18,62 +16,8 @@ from hypothesis import strategies as st
 from tasks.billing.inbox import parse_event, store_events
 from tasks.billing.processing import MAX_ATTEMPTS, process_event, stale_events
 from tasks.system import prune_records
+from tests.billing_events import deliver, event, new_account, new_id, subscription
 from tests.processes import run_bindery
-
-_clock = itertools.count(1_790_000_000)
-
-
-def event(event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
-    return {
-        "id": f"evt_{secrets.token_hex(10)}",
-        "object": "event",
-        "type": event_type,
-        "created": created if created is not None else next(_clock),
-        "livemode": False,
-        "data": {"object": obj},
-    }
-
-
-def subscription(sub_id: str, customer: str, status: str, price: str = "price_pro") -> dict[str, Any]:
-    return {
-        "id": sub_id,
-        "object": "subscription",
-        "customer": customer,
-        "status": status,
-        "cancel_at_period_end": False,
-        "items": {
-            "object": "list",
-            "data": [
-                {
-                    "id": "si_1",
-                    "price": {"id": price, "object": "price"},
-                    "current_period_start": 1_790_000_000,
-                    "current_period_end": 1_792_678_400,
-                }
-            ],
-        },
-    }
-
-
-async def deliver(pool: asyncpg.Pool, *events: dict[str, Any]) -> list[str]:
-    """Store then process each event, as the receiver and a worker would."""
-    states = []
-    for item in events:
-        await store_events(pool, [parse_event(json.dumps(item).encode())])
-        states.append(await process_event(pool, item["id"]))
-    return states
-
-
-async def new_account(pool: asyncpg.Pool) -> int:
-    account_id: int = await pool.fetchval(
-        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
-        f"{secrets.token_hex(6)}@example.org",
-    )
-    return account_id
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(8)}"
 
 
 async def test_customer_metadata_links_the_account_and_an_active_subscription_makes_it_paid(

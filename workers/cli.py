@@ -245,7 +245,7 @@ def make_parser() -> argparse.ArgumentParser:
     retry.add_argument("event_id", nargs="?")
     retry.add_argument("--failed", action="store_true", help="every failed event")
     stripe_actions.add_parser("reconcile", help="store the events Stripe has and the inbox lacks")
-    backfill = stripe_actions.add_parser("backfill", help="read current customers, subscriptions, invoices")
+    backfill = stripe_actions.add_parser("backfill", help="read Stripe's current billing objects")
     backfill.add_argument("--since", help="only objects created on or after this date (YYYY-MM-DD)")
     push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
     push.add_argument("account_id", type=int)

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
         default_factory=lambda: [SecretStr(DEV_STRIPE_WEBHOOK_SECRET)], min_length=1
     )
     stripe_api_base: str | None = None
+    # When processing asks Stripe for an object's current state (tasks/billing/refetch.py).
+    stripe_refetch: Literal["always", "when-needed", "never"] = "when-needed"
     # Stripe allows ~100 requests/s in live mode and 25 in test mode, across all our processes.
     stripe_requests_per_second: float = Field(default=20.0, gt=0, le=1000)
     # Where the shared rate limiter keeps its buckets; default: BROKER_URL when it is Redis.

@@ -13,6 +13,7 @@ from tasks.billing.customers import push_account
 from tasks.billing.processing import process_event as apply_event
 from tasks.billing.processing import stale_events
 from tasks.billing.reconcile import reconcile_events
+from tasks.billing.refetch import Refetcher
 from tasks.billing.stripe_calls import StripeGate
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
@@ -27,8 +28,16 @@ log = get_logger(__name__)
 async def process_event(event_id: str) -> None:
     """Apply one inbox event. Idempotent: a processed event is not claimed again, and an
     older event than the object's newest changes nothing."""
-    state = await apply_event(current_resources().pool, event_id)
+    resources = current_resources()
+    state = await apply_event(resources.pool, event_id, refetcher(resources))
     log.info("stripe event processed", event_id=event_id, state=state)
+
+
+def refetcher(resources: Resources) -> Refetcher | None:
+    if resources.stripe is None:
+        return None
+    gate = StripeGate(resources.stripe_limiter)
+    return Refetcher(resources.stripe, gate, resources.settings.stripe_refetch)
 
 
 def event_messages(event_ids: list[str]) -> list[dramatiq.Message[object]]:

@@ -22,7 +22,7 @@ def _time(value: Any) -> datetime | None:
     )
 
 
-def _id(value: Any) -> str | None:
+def reference_id(value: Any) -> str | None:
     """Stripe expands some references into objects; we keep only the id."""
     if isinstance(value, dict):
         value = value.get("id")
@@ -47,6 +47,9 @@ async def unlink_customer(conn: Connection, customer: Obj) -> None:
 
 async def apply_customer(conn: Connection, customer: Obj) -> None:
     """Link the account named in the customer's metadata, if it has no customer yet."""
+    if customer.get("deleted"):  # what Stripe returns for a deleted customer
+        await unlink_customer(conn, customer)
+        return
     metadata = customer.get("metadata") or {}
     account_id = str(metadata.get("account_id", ""))
     if account_id.isdigit():
@@ -67,7 +70,7 @@ async def apply_subscription(conn: Connection, subscription: Obj) -> None:
     # Since API version 2025-03-31 the billing period lives on the items.
     period_start = subscription.get("current_period_start", first_item.get("current_period_start"))
     period_end = subscription.get("current_period_end", first_item.get("current_period_end"))
-    customer_id = _id(subscription.get("customer"))
+    customer_id = reference_id(subscription.get("customer"))
     await conn.execute(
         """
         INSERT INTO subscriptions (id, customer_id, account_id, status, price_id,
@@ -84,7 +87,7 @@ async def apply_subscription(conn: Connection, subscription: Obj) -> None:
         customer_id,
         await account_for_customer(conn, customer_id),
         subscription["status"],
-        _id(first_item.get("price") or {}) if first_item else None,
+        reference_id(first_item.get("price") or {}) if first_item else None,
         _time(period_start),
         _time(period_end),
         bool(subscription.get("cancel_at_period_end", False)),
@@ -92,7 +95,7 @@ async def apply_subscription(conn: Connection, subscription: Obj) -> None:
 
 
 async def apply_payment_method(conn: Connection, method: Obj) -> None:
-    customer_id = _id(method.get("customer"))
+    customer_id = reference_id(method.get("customer"))
     if customer_id is None:  # detached: we keep nothing of it
         await conn.execute("DELETE FROM payment_methods WHERE id = $1", method["id"])
         return
@@ -104,13 +107,18 @@ async def apply_payment_method(conn: Connection, method: Obj) -> None:
     await conn.execute(
         """
         INSERT INTO payment_methods (id, customer_id, account_id, type, card_brand, last4, exp_month,
-                                     exp_year, sepa_bank_code, sepa_country)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                     exp_year, sepa_bank_code, sepa_country, mandate_reference)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+                -- A mandate applied before its method left its reference waiting here.
+                CASE WHEN $4 = 'sepa_debit' THEN
+                    (SELECT reference FROM mandates WHERE payment_method_id = $1
+                      ORDER BY accepted_at DESC NULLS LAST LIMIT 1) END)
         ON CONFLICT (id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, account_id = EXCLUDED.account_id, type = EXCLUDED.type,
             card_brand = EXCLUDED.card_brand, last4 = EXCLUDED.last4, exp_month = EXCLUDED.exp_month,
             exp_year = EXCLUDED.exp_year, sepa_bank_code = EXCLUDED.sepa_bank_code,
-            sepa_country = EXCLUDED.sepa_country, updated_at = now()
+            sepa_country = EXCLUDED.sepa_country, mandate_reference = EXCLUDED.mandate_reference,
+            updated_at = now()
         """,
         method["id"],
         customer_id,
@@ -128,7 +136,7 @@ async def apply_payment_method(conn: Connection, method: Obj) -> None:
 async def apply_mandate(conn: Connection, mandate: Obj) -> None:
     details = (mandate.get("payment_method_details") or {}).get("sepa_debit") or {}
     acceptance = mandate.get("customer_acceptance") or {}
-    payment_method_id = _id(mandate.get("payment_method"))
+    payment_method_id = reference_id(mandate.get("payment_method"))
     await conn.execute(
         """
         INSERT INTO mandates (id, payment_method_id, status, type, reference, accepted_at)
@@ -154,7 +162,7 @@ async def apply_mandate(conn: Connection, mandate: Obj) -> None:
 
 
 async def apply_invoice(conn: Connection, invoice: Obj) -> None:
-    customer_id = _id(invoice.get("customer"))
+    customer_id = reference_id(invoice.get("customer"))
     transitions = invoice.get("status_transitions") or {}
     await conn.execute(
         """

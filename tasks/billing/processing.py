@@ -1,29 +1,35 @@
 """Apply one inbox event: claimed with a lease, serialised per Stripe object, in order.
 
-Two events of the same object never apply concurrently (a transaction-scoped advisory
-lock on the object id), and an event older than the newest one already applied to
-its object changes nothing: Stripe delivers out of order and retries for days. The
-event row, the object's tables and the ordering mark change in one transaction, so
-a worker killed half-way leaves the event to be claimed again once its lease ends.
+Ordering is `tasks.billing.ordering`'s: two events of the same object never apply
+concurrently, and an event older than the newest one already applied to its object
+changes nothing (Stripe delivers out of order and retries for days). The event row,
+the object's tables and the ordering mark change in one transaction, so a worker
+killed half-way leaves the event to be claimed again once its lease ends.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import asyncpg
 
-from tasks.billing.objects import Apply, handler_for
+from tasks.billing.objects import handler_for
+from tasks.billing.ordering import apply_in_order
+from tasks.billing.refetch import Refetcher
+from tasks.billing.setup_intents import apply_setup_intent
 from workers.db import Connection
-from workers.jobs import describe_error
+from workers.jobs import JobError, describe_error
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
 
 
-async def process_event(pool: asyncpg.Pool, event_id: str) -> str:
-    """Process one event; return its new state (or 'skipped' when not ours to take now)."""
+async def process_event(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | None = None) -> str:
+    """Process one event; return its new state (or 'skipped' when not ours to take now).
+
+    Without `refetch` (no Stripe client) ties apply in arrival order and setup intents
+    cannot be followed: they fail, visibly, rather than pass as done.
+    """
     async with pool.acquire() as conn:
         event = await conn.fetchrow(
             """
@@ -39,7 +45,7 @@ async def process_event(pool: asyncpg.Pool, event_id: str) -> str:
             return "skipped"  # done, ignored, failed, or another worker holds the lease
         try:
             async with conn.transaction():
-                state = await _apply(conn, event_id, event)
+                state = await _apply(conn, event_id, event, refetch)
                 await conn.execute(
                     """
                     UPDATE stripe_events SET state = $2, processed_at = now(), lease_until = NULL,
@@ -63,40 +69,22 @@ async def process_event(pool: asyncpg.Pool, event_id: str) -> str:
             raise
 
 
-async def _apply(conn: Connection, event_id: str, event: asyncpg.Record) -> str:
-    apply = handler_for(event["type"])
+async def _apply(conn: Connection, event_id: str, event: asyncpg.Record, refetch: Refetcher | None) -> str:
     obj = (event["payload"] or {}).get("data", {}).get("object")
-    if apply is None or event["object_id"] is None or not isinstance(obj, dict):
+    if event["object_id"] is None or not isinstance(obj, dict):
         return "ignored"
-    await apply_in_order(conn, apply, obj, source=event_id, as_of=event["created"])
+    if event["type"] == "setup_intent.succeeded":
+        if refetch is None:
+            raise JobError("a setup intent's payment method and mandate need a Stripe client")
+        await apply_setup_intent(conn, refetch, obj, source=event_id, as_of=event["created"])
+        return "done"
+    apply = handler_for(event["type"])
+    if apply is None:
+        return "ignored"
+    await apply_in_order(
+        conn, apply, obj, source=event_id, as_of=event["created"], refetch=refetch, event_type=event["type"]
+    )
     return "done"
-
-
-async def apply_in_order(
-    conn: Connection, apply: Apply, obj: dict[str, Any], *, source: str, as_of: datetime
-) -> bool:
-    """Apply `obj` as it was at `as_of`, unless a newer state of it was applied already.
-
-    Call inside a transaction: the advisory lock serialises every writer of this object
-    (events, backfill) until commit. Returns whether it was applied.
-    """
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", obj["id"])
-    newest = await conn.fetchval(
-        "SELECT last_event_created FROM stripe_objects WHERE object_id = $1", obj["id"]
-    )
-    if newest is not None and as_of < newest:
-        return False  # older than what we applied: changes nothing
-    await apply(conn, obj)
-    await conn.execute(
-        """
-        INSERT INTO stripe_objects (object_id, last_event_id, last_event_created) VALUES ($1, $2, $3)
-        ON CONFLICT (object_id) DO UPDATE SET last_event_id = $2, last_event_created = $3
-        """,
-        obj["id"],
-        source,
-        as_of,
-    )
-    return True
 
 
 async def stale_events(conn: asyncpg.Pool | asyncpg.Connection, received_for: timedelta) -> list[str]:

@@ -91,7 +91,15 @@ def run_dev_stack(settings: Settings) -> int:
     smtp_port = urlsplit(settings.smtp_url.get_secret_value()).port or 25
     stripe_base = settings.stripe_api_base or "http://127.0.0.1:8420"
     stripe_port = urlsplit(stripe_base).port or 8420
-    ports = {"web": web_port, "s3": s3_port, "smtp": smtp_port, "stripe": stripe_port}
+    # localstripe sits behind stripe_extras, which serves what it lacks (mandates, SEPA lists).
+    localstripe_port = stripe_port + 1
+    ports = {
+        "web": web_port,
+        "s3": s3_port,
+        "smtp": smtp_port,
+        "stripe": stripe_port,
+        "localstripe": localstripe_port,
+    }
     for role, port in (
         ("worker metrics", settings.worker_metrics_port),
         ("scheduler metrics", settings.scheduler_metrics_port),
@@ -127,7 +135,16 @@ def run_dev_stack(settings: Settings) -> int:
             "--dir",
             str(dev_dir / "mail"),
         ],
-        "stripe": [str(VENV_BIN / "localstripe"), "--port", str(stripe_port), "--from-scratch"],
+        "localstripe": [str(VENV_BIN / "localstripe"), "--port", str(localstripe_port), "--from-scratch"],
+        "stripe": [
+            sys.executable,
+            "-m",
+            "workers.devstack.stripe_extras",
+            "--port",
+            str(stripe_port),
+            "--upstream",
+            f"http://127.0.0.1:{localstripe_port}",
+        ],
     }
     manager = Manager(Printer(sys.stdout))
     for name, argv in stand_ins.items():

@@ -1,0 +1,69 @@
+"""Stripe events as the tests build and deliver them."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from typing import Any
+
+import asyncpg
+
+from tasks.billing.inbox import parse_event, store_events
+from tasks.billing.processing import process_event
+from tasks.billing.refetch import Refetcher
+
+_clock = itertools.count(1_790_000_000)
+
+
+def event(event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
+    return {
+        "id": f"evt_{secrets.token_hex(10)}",
+        "object": "event",
+        "type": event_type,
+        "created": created if created is not None else next(_clock),
+        "livemode": False,
+        "data": {"object": obj},
+    }
+
+
+def subscription(sub_id: str, customer: str, status: str, price: str = "price_pro") -> dict[str, Any]:
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "cancel_at_period_end": False,
+        "items": {
+            "object": "list",
+            "data": [
+                {
+                    "id": "si_1",
+                    "price": {"id": price, "object": "price"},
+                    "current_period_start": 1_790_000_000,
+                    "current_period_end": 1_792_678_400,
+                }
+            ],
+        },
+    }
+
+
+async def deliver(pool: asyncpg.Pool, *events: dict[str, Any], refetch: Refetcher | None = None) -> list[str]:
+    """Store then process each event, as the receiver and a worker would."""
+    states = []
+    for item in events:
+        await store_events(pool, [parse_event(json.dumps(item).encode())])
+        states.append(await process_event(pool, item["id"], refetch))
+    return states
+
+
+async def new_account(pool: asyncpg.Pool) -> int:
+    account_id: int = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"{secrets.token_hex(6)}@example.org",
+    )
+    return account_id
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
