@@ -21,8 +21,8 @@ from workers.db import connect
 async def _waiting_on_a_lock(pool: asyncpg.Pool) -> bool:
     return bool(
         await pool.fetchval(
-            """SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-                WHERE l.locktype = 'advisory' AND NOT l.granted AND a.application_name = 'bindery-worker'"""
+            """SELECT count(*) FROM pg_stat_activity
+                WHERE wait_event_type = 'Lock' AND application_name = 'bindery-worker'"""
         )
     )
 
@@ -39,9 +39,15 @@ async def test_a_worker_killed_mid_event_leaves_it_to_the_next_one(
         assert row is not None
         return row["state"], row["attempts"]
 
-    # Hold the subscription's lock so that the worker stops half-way through applying it.
+    # Hold the subscription's ordering row so that the worker stops half-way through applying it.
+    await pool.execute(
+        """INSERT INTO stripe_objects (object_id, last_event_id, last_event_created)
+           VALUES ($1, 'evt_0', 'epoch')""",
+        sub,
+    )
     holder = await connect(database_url)
-    await holder.execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", sub)
+    await holder.execute("BEGIN")
+    await holder.execute("SELECT 1 FROM stripe_objects WHERE object_id = $1 FOR UPDATE", sub)
     worker_args = ("worker", "--processes", "1", "--threads", "1")
     with bindery(*worker_args, log=tmp_path / "worker-1.log") as worker:
         await send_events([item["id"]])

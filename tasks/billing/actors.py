@@ -29,8 +29,12 @@ async def process_event(event_id: str) -> None:
     """Apply one inbox event. Idempotent: a processed event is not claimed again, and an
     older event than the object's newest changes nothing."""
     resources = current_resources()
-    state = await apply_event(resources.pool, event_id, refetcher(resources))
-    log.info("stripe event processed", event_id=event_id, state=state)
+    state = await apply_event(resources.pool, event_id, refetch=refetcher(resources))
+    # Each outcome is in the inbox (`bindery stripe events`); only a final failure is news.
+    if state == "failed":
+        log.warning("stripe event failed for good", event_id=event_id)
+    else:
+        log.debug("stripe event processed", event_id=event_id, state=state)
 
 
 def refetcher(resources: Resources) -> Refetcher | None:

@@ -29,15 +29,6 @@ def reference_id(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-async def account_for_customer(conn: Connection, customer_id: str | None) -> int | None:
-    if customer_id is None:
-        return None
-    account_id: int | None = await conn.fetchval(
-        "SELECT id FROM accounts WHERE stripe_customer_id = $1", customer_id
-    )
-    return account_id
-
-
 async def unlink_customer(conn: Connection, customer: Obj) -> None:
     await conn.execute(
         "UPDATE accounts SET stripe_customer_id = NULL, updated_at = now() WHERE stripe_customer_id = $1",
@@ -75,7 +66,7 @@ async def apply_subscription(conn: Connection, subscription: Obj) -> None:
         """
         INSERT INTO subscriptions (id, customer_id, account_id, status, price_id,
                                    current_period_start, current_period_end, cancel_at_period_end)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        VALUES ($1, $2, (SELECT id FROM accounts WHERE stripe_customer_id = $2), $3, $4, $5, $6, $7)
         ON CONFLICT (id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, account_id = EXCLUDED.account_id,
             status = EXCLUDED.status, price_id = EXCLUDED.price_id,
@@ -85,7 +76,6 @@ async def apply_subscription(conn: Connection, subscription: Obj) -> None:
         """,
         subscription["id"],
         customer_id,
-        await account_for_customer(conn, customer_id),
         subscription["status"],
         reference_id(first_item.get("price") or {}) if first_item else None,
         _time(period_start),
@@ -108,9 +98,9 @@ async def apply_payment_method(conn: Connection, method: Obj) -> None:
         """
         INSERT INTO payment_methods (id, customer_id, account_id, type, card_brand, last4, exp_month,
                                      exp_year, sepa_bank_code, sepa_country, mandate_reference)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+        VALUES ($1, $2, (SELECT id FROM accounts WHERE stripe_customer_id = $2), $3, $4, $5, $6, $7, $8, $9,
                 -- A mandate applied before its method left its reference waiting here.
-                CASE WHEN $4 = 'sepa_debit' THEN
+                CASE WHEN $3 = 'sepa_debit' THEN
                     (SELECT reference FROM mandates WHERE payment_method_id = $1
                       ORDER BY accepted_at DESC NULLS LAST LIMIT 1) END)
         ON CONFLICT (id) DO UPDATE SET
@@ -122,7 +112,6 @@ async def apply_payment_method(conn: Connection, method: Obj) -> None:
         """,
         method["id"],
         customer_id,
-        await account_for_customer(conn, customer_id),
         kind,
         details.get("brand") if is_card else None,
         details.get("last4"),
@@ -168,7 +157,8 @@ async def apply_invoice(conn: Connection, invoice: Obj) -> None:
         """
         INSERT INTO invoices (id, customer_id, account_id, number, currency, total, amount_due,
                               amount_paid, status, created, due_date, paid_at, hosted_invoice_url)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+        VALUES ($1, $2, (SELECT id FROM accounts WHERE stripe_customer_id = $2),
+                $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         ON CONFLICT (id) DO UPDATE SET
             customer_id = EXCLUDED.customer_id, account_id = EXCLUDED.account_id,
             number = EXCLUDED.number, currency = EXCLUDED.currency, total = EXCLUDED.total,
@@ -178,7 +168,6 @@ async def apply_invoice(conn: Connection, invoice: Obj) -> None:
         """,
         invoice["id"],
         customer_id,
-        await account_for_customer(conn, customer_id),
         invoice.get("number"),
         invoice["currency"],
         invoice.get("total", 0),

@@ -17,7 +17,7 @@ from tasks.billing.objects import handler_for
 from tasks.billing.ordering import apply_in_order
 from tasks.billing.refetch import Refetcher
 from tasks.billing.setup_intents import apply_setup_intent
-from workers.db import Connection
+from workers.db import Connection, redoable_transaction
 from workers.jobs import JobError, describe_error
 
 LEASE = timedelta(minutes=5)
@@ -35,6 +35,8 @@ async def process_event(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | 
             """
             UPDATE stripe_events SET state = 'processing', attempts = attempts + 1,
                    lease_until = now() + $2::interval
+              -- A claim lost in a server crash is only a lease lost: commit it without a flush.
+              FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
              WHERE id = $1 AND (state = 'received' OR (state = 'processing' AND lease_until < now()))
             RETURNING type, object_id, created, payload, attempts
             """,
@@ -44,17 +46,19 @@ async def process_event(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | 
         if event is None:
             return "skipped"  # done, ignored, failed, or another worker holds the lease
         try:
-            async with conn.transaction():
-                state = await _apply(conn, event_id, event, refetch)
-                await conn.execute(
-                    """
-                    UPDATE stripe_events SET state = $2, processed_at = now(), lease_until = NULL,
-                           last_error = NULL
-                     WHERE id = $1
-                    """,
-                    event_id,
-                    state,
-                )
+            # Redoable: a commit lost with the server leaves the event to the reconciler.
+            async with redoable_transaction(conn):
+                state, closed = await _apply(conn, event_id, event, refetch)
+                if not closed:
+                    await conn.execute(
+                        """
+                        UPDATE stripe_events SET state = $2, processed_at = now(), lease_until = NULL,
+                               last_error = NULL
+                         WHERE id = $1
+                        """,
+                        event_id,
+                        state,
+                    )
             return state
         except Exception as error:
             final = event["attempts"] >= MAX_ATTEMPTS
@@ -69,22 +73,33 @@ async def process_event(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | 
             raise
 
 
-async def _apply(conn: Connection, event_id: str, event: asyncpg.Record, refetch: Refetcher | None) -> str:
+async def _apply(
+    conn: Connection, event_id: str, event: asyncpg.Record, refetch: Refetcher | None
+) -> tuple[str, bool]:
+    """The event's outcome, and whether its row says so already (closed with the
+    object's ordering mark, which saves a statement per event)."""
     obj = (event["payload"] or {}).get("data", {}).get("object")
     if event["object_id"] is None or not isinstance(obj, dict):
-        return "ignored"
+        return "ignored", False
     if event["type"] == "setup_intent.succeeded":
         if refetch is None:
             raise JobError("a setup intent's payment method and mandate need a Stripe client")
         await apply_setup_intent(conn, refetch, obj, source=event_id, as_of=event["created"])
-        return "done"
+        return "done", False
     apply = handler_for(event["type"])
     if apply is None:
-        return "ignored"
+        return "ignored", False
     await apply_in_order(
-        conn, apply, obj, source=event_id, as_of=event["created"], refetch=refetch, event_type=event["type"]
+        conn,
+        apply,
+        obj,
+        source=event_id,
+        as_of=event["created"],
+        refetch=refetch,
+        event_type=event["type"],
+        closes_event=True,
     )
-    return "done"
+    return "done", True
 
 
 async def stale_events(conn: asyncpg.Pool | asyncpg.Connection, received_for: timedelta) -> list[str]:
