@@ -7,6 +7,7 @@ defaults, so a forgotten variable cannot ship a test key.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -150,7 +151,7 @@ class Settings(BaseSettings):
             return self.rate_limit_redis_url
         return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else None
 
-    @property
+    @functools.cached_property  # read on every webhook delivery
     def webhook_secrets(self) -> list[str]:
         return [secret.get_secret_value() for secret in self.stripe_webhook_secret]
 

@@ -41,7 +41,7 @@ def verify_signature(
     # Compare every candidate with every secret: how long it takes says nothing of which matched.
     matched = False
     for secret in secrets:
-        expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest().encode()
+        expected = hmac.digest(secret.encode(), signed, hashlib.sha256).hex().encode()  # one-shot, in C
         for signature in signatures:
             matched |= hmac.compare_digest(expected, signature)
     if not matched:

@@ -7,6 +7,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import dramatiq
 from aiohttp import web
@@ -52,9 +53,21 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     # The route template, never the raw path: labels stay few and carry no ids.
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    REQUESTS.labels(route=route, method=request.method, status=str(response.status)).inc()
-    LATENCY.labels(route=route).observe(time.perf_counter() - started)
+    method = request.method if request.method in _METHODS else "other"  # clients cannot invent labels
+    requests, latency = _metrics(route, method, response.status)
+    requests.inc()
+    latency.observe(time.perf_counter() - started)
     return response
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@functools.cache
+def _metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
+    """The labelled series of one kind of request, looked up once (`labels()` validates
+    and locks on every call). Every argument comes from a small set, so the cache stays small."""
+    return REQUESTS.labels(route=route, method=method, status=str(status)), LATENCY.labels(route=route)
 
 
 async def healthz(request: web.Request) -> web.Response:
