@@ -58,6 +58,8 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("billing.reconcile_inbox", "* * * * *", actor="billing.reconcile_inbox"),
     # Events Stripe has that the inbox lacks (hourly, through the Events API).
     ScheduledJob("billing.reconcile_stripe", "7 * * * *", actor="billing.reconcile_stripe"),
+    # Erasures whose grace period has ended (and any whose worker died) run within a minute.
+    ScheduledJob("erasure.run_due", "* * * * *", actor="erasure.run_due"),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).

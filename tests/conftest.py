@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,87 @@ async def stripe_client(
     client, http = make_stripe_client(load_settings())
     yield client
     await http.close_async()
+
+
+def _free_port_block(offsets: tuple[int, ...]) -> int:
+    """A base port whose base + each offset is free (SeaweedFS derives its ports from one)."""
+    from workers.devstack.servers import port_open
+
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(20_000, 30_000)
+        if not any(port_open("127.0.0.1", base + offset) for offset in offsets):
+            return base
+    raise RuntimeError("no free block of ports for SeaweedFS")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3 server (SeaweedFS `weed mini`) with the settings' bucket and credentials,
+    started once for the tests that need one; its endpoint, also put in S3_ENDPOINT_URL."""
+    from workers.devstack import seaweedfs
+    from workers.devstack.servers import running
+    from workers.settings import load_settings
+
+    settings = load_settings()
+    root = tmp_path_factory.mktemp("s3")
+    port = _free_port_block((0, 1, 2, 3, 4, 5, 6, 7, 8, 10_008))
+    identity = root / "identities.json"
+    seaweedfs.write_identity(
+        identity,
+        settings.aws_access_key_id.get_secret_value(),
+        settings.aws_secret_access_key.get_secret_value(),
+    )
+    command = seaweedfs.command(root / "data", port, identity, settings.s3_bucket)
+    endpoint = f"http://127.0.0.1:{port}"
+    with running("seaweedfs", command, port, root / "weed.log", timeout=60):
+        os.environ["S3_ENDPOINT_URL"] = endpoint
+        _wait_for_bucket(endpoint)
+        yield endpoint
+
+
+def _wait_for_bucket(endpoint: str) -> None:
+    """`weed mini` opens its S3 port before the bucket and the filer behind it answer."""
+    import time
+
+    from workers.s3 import s3_client
+    from workers.settings import load_settings
+
+    async def ready() -> bool:
+        try:
+            async with s3_client(load_settings()) as client:
+                await client.put_object(Bucket=load_settings().s3_bucket, Key="ready", Body=b"1")
+                await client.delete_object(Bucket=load_settings().s3_bucket, Key="ready")
+            return True
+        except Exception:
+            return False
+
+    deadline = time.monotonic() + 60
+    while not asyncio.run(ready()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the S3 server at {endpoint} never accepted a write")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The aiosmtpd sink, started once; the directory where it writes each message.
+    SMTP_URL points at it."""
+    import sys
+
+    from workers.devstack.servers import free_port, running
+
+    root = tmp_path_factory.mktemp("smtp")
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "workers.devstack.smtp_sink",
+        "--port",
+        str(port),
+        "--dir",
+        str(root / "mail"),
+    ]
+    with running("smtp sink", command, port, root / "sink.log"):
+        os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
+        yield root / "mail"

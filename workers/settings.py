@@ -89,6 +89,8 @@ class Settings(BaseSettings):
 
     smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:8025")
     mail_from: str = "bindery <no-reply@bindery.localhost>"
+    # Where customers write about their data (the policy names the GDPR referral contact).
+    privacy_contact: str = "privacy@bindery.localhost"
 
     erasure_grace: Duration = timedelta(hours=24)
     erasure_ledger_key: SecretStr = SecretStr(DEV_ERASURE_LEDGER_KEY)

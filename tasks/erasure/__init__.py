@@ -1,0 +1,1 @@
+"""Account erasure: the policy's "deletion of your account and the above information at any time"."""

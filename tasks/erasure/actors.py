@@ -1,0 +1,94 @@
+"""Erasure actors and jobs: thin wrappers over tasks.erasure.requests and tasks.erasure.saga."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import dramatiq
+from pydantic import Field
+
+from tasks.erasure.notices import request_notice
+from tasks.erasure.requests import cancel_erasure, due_requests, request_erasure
+from tasks.erasure.saga import run_request
+from workers.enqueue import enqueue_many
+from workers.jobs import JobArguments, job
+from workers.logs import get_logger
+from workers.mail import send_message
+from workers.queues import policy
+from workers.resources import Resources, current_resources
+
+log = get_logger(__name__)
+
+
+class AccountArguments(JobArguments):
+    account_id: int = Field(gt=0)
+
+
+async def send_request_notice(resources: Resources, request_id: int) -> bool:
+    """Email the customer when the erasure will run and how to stop it, once per request."""
+    row = await resources.pool.fetchrow(
+        """SELECT r.run_after, a.email FROM erasure_requests r JOIN accounts a ON a.id = r.account_id
+            WHERE r.id = $1 AND r.notice_sent_at IS NULL AND r.state = 'pending'""",
+        request_id,
+    )
+    if row is None:
+        return False
+    await send_message(
+        resources.settings, request_notice(resources.settings, row["email"], request_id, row["run_after"])
+    )
+    await resources.pool.execute(
+        "UPDATE erasure_requests SET notice_sent_at = now() WHERE id = $1", request_id
+    )
+    return True
+
+
+async def request_job(resources: Resources, arguments: AccountArguments) -> dict[str, Any]:
+    """Open (or find) the account's erasure request and tell the customer. Idempotent: a
+    second request returns the open one; the notice is sent once."""
+    async with resources.pool.acquire() as conn:
+        request, created = await request_erasure(
+            conn, arguments.account_id, grace=resources.settings.erasure_grace, requested_by="api"
+        )
+    await send_request_notice(resources, request["id"])
+    return {
+        "request_id": request["id"],
+        "state": request["state"],
+        "run_after": request["run_after"].isoformat(),
+        "created": created,
+    }
+
+
+async def cancel_job(resources: Resources, arguments: AccountArguments) -> dict[str, Any]:
+    """Cancel the account's pending erasure within its grace period. A repeat fails clearly."""
+    async with resources.pool.acquire() as conn:
+        cancelled = await cancel_erasure(conn, arguments.account_id, cancelled_by="api")
+    return {"request_id": cancelled["id"], "state": cancelled["state"]}
+
+
+job("erasure.request", scope="erasure", arguments=AccountArguments, queue="erasure")(request_job)
+job("erasure.cancel", scope="erasure", arguments=AccountArguments, queue="erasure")(cancel_job)
+
+
+@dramatiq.actor(actor_name="erasure.run", queue_name="erasure", **policy("erasure").actor_options())
+async def run(request_id: int) -> None:
+    """Run an erasure's remaining steps. Idempotent: finished steps are skipped, each step
+    is safe to repeat, and a request another worker holds is left to it."""
+    state = await run_request(current_resources(), request_id)
+    log.info("erasure run", request_id=request_id, state=state)
+
+
+async def send_runs(request_ids: list[int]) -> None:
+    if request_ids:
+        messages = [run.message(request_id) for request_id in request_ids]
+        await asyncio.to_thread(enqueue_many, run.broker, messages)
+
+
+@dramatiq.actor(actor_name="erasure.run_due", **policy("default").actor_options())
+async def run_due() -> None:
+    """Send every request whose grace has ended, or whose worker died. Safe to repeat: a
+    request is claimed by one worker at a time."""
+    request_ids = await due_requests(current_resources().pool)
+    await send_runs(request_ids)
+    if request_ids:
+        log.info("sent due erasures", count=len(request_ids))

@@ -1,0 +1,119 @@
+"""Run one erasure request through its steps, resuming after whatever was finished.
+
+A worker claims the request with a lease; the claim's attempt number fences it: before
+each step the request is re-read, and if another worker has claimed it since (this
+one's lease ran out) or it is no longer running, this one stops. Each step's start,
+attempts, error and counts are recorded in `erasure_steps`; a finished step is not run
+again. A failing step leaves the request `running` with the error, lease released,
+and raises: the broker retries with backoff, and the scheduler's sweep re-sends it if
+the message is lost. Only `delete_account`, after `verify` passed, marks it `done`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import stripe
+
+from tasks.billing.stripe_calls import StripeGate
+from tasks.erasure.audit import audit
+from tasks.erasure.context import Erasure, load_identity
+from tasks.erasure.steps import STEPS
+from workers.jobs import describe_error
+from workers.logs import get_logger
+from workers.resources import Resources
+
+log = get_logger(__name__)
+LEASE = timedelta(minutes=20)
+REAPPLY = "reapply"  # requested_by of an erasure re-applied to a restored database
+
+
+async def run_request(resources: Resources, request_id: int) -> str:
+    """Run the request's remaining steps; return its state ('skipped' when not ours now)."""
+    assert resources.stripe is not None
+    pool = resources.pool
+    claim = await pool.fetchrow(
+        """
+        UPDATE erasure_requests SET state = 'running', attempts = attempts + 1,
+               lease_until = now() + $2::interval
+         WHERE id = $1 AND ((state = 'pending' AND run_after <= now())
+                            OR (state = 'running' AND (lease_until IS NULL OR lease_until < now())))
+        RETURNING account_id, attempts, report, requested_by
+        """,
+        request_id,
+        LEASE,
+    )
+    if claim is None:
+        return "skipped"
+    report = claim["report"] or {}
+    if "instance_ids" not in report:  # first run: remember the instances, by id, for later steps
+        ids = await pool.fetch(
+            "SELECT id FROM instances WHERE account_id = $1 ORDER BY id", claim["account_id"]
+        )
+        report = {"instance_ids": [row["id"] for row in ids]}
+        await pool.execute("UPDATE erasure_requests SET report = $2 WHERE id = $1", request_id, report)
+    erasure = Erasure(
+        request_id=request_id,
+        account_id=claim["account_id"],
+        settings=resources.settings,
+        pool=pool,
+        stripe=resources.stripe,
+        gate=StripeGate(resources.stripe_limiter),
+        instance_ids=report["instance_ids"],
+        identity=await load_identity(pool, claim["account_id"]),
+        notify=claim["requested_by"] != REAPPLY,
+    )
+    finished = {
+        row["step"]
+        for row in await pool.fetch(
+            "SELECT step FROM erasure_steps WHERE request_id = $1 AND finished_at IS NOT NULL", request_id
+        )
+    }
+    for name, step in STEPS:
+        if name in finished:
+            continue
+        still_ours = await pool.fetchval(
+            """UPDATE erasure_requests SET lease_until = now() + $3::interval
+                WHERE id = $1 AND state = 'running' AND attempts = $2 RETURNING true""",
+            request_id,
+            claim["attempts"],
+            LEASE,
+        )
+        if not still_ours:
+            return "superseded"
+        await pool.execute(
+            """
+            INSERT INTO erasure_steps (request_id, step, started_at, attempts) VALUES ($1, $2, now(), 1)
+            ON CONFLICT (request_id, step) DO UPDATE SET attempts = erasure_steps.attempts + 1, error = NULL
+            """,
+            request_id,
+            name,
+        )
+        try:
+            counts = await step(erasure)
+        except (Exception, stripe.StripeError) as error:
+            message = describe_error(error)
+            await pool.execute(
+                "UPDATE erasure_steps SET error = $3 WHERE request_id = $1 AND step = $2",
+                request_id,
+                name,
+                message,
+            )
+            await pool.execute(
+                "UPDATE erasure_requests SET last_error = $2, lease_until = NULL WHERE id = $1",
+                request_id,
+                f"{name}: {message}",
+            )
+            log.warning("erasure step failed", request_id=request_id, step=name, error=message)
+            raise
+        if name != "delete_account":  # that step records itself, with the request's end
+            await pool.execute(
+                """UPDATE erasure_steps SET finished_at = now(), counts = $3, error = NULL
+                    WHERE request_id = $1 AND step = $2""",
+                request_id,
+                name,
+                counts,
+            )
+        await audit(pool, "system", f"erasure.step.{name}", request_id, {"counts": counts})
+    log.info("erasure done", request_id=request_id)
+    return "done"

@@ -1,0 +1,201 @@
+"""The erasure steps, in order. Each is idempotent: run twice, or again after a crash
+half-way, it ends where running it once would, and returns what it deleted.
+
+Order matters: the Stripe customer and the instance databases go while we still know
+where they are; backup objects are found by instance id (kept in the request); rows
+are deleted before verification looks for what is left; the completion email needs
+the address; the account row goes last, with the ledger entry, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import stripe
+
+from tasks.erasure.audit import audit
+from tasks.erasure.context import Erasure
+from tasks.erasure.ledger import identity_digests, record
+from tasks.erasure.notices import completion_notice
+from tasks.erasure.verify import verify_nothing_left
+from workers.db import drop_database
+from workers.mail import send_message
+from workers.s3 import delete_prefix, s3_client
+
+Counts = dict[str, int]
+Step = Callable[[Erasure], Awaitable[Counts]]
+
+# Invoices are kept, unlinked, for what French law requires of them.
+RETENTION = {
+    "invoices": "French Code de commerce art. L123-22: accounting records are kept 10 years",
+}
+
+
+async def disable(erasure: Erasure) -> Counts:
+    result = await erasure.pool.execute(
+        "UPDATE accounts SET status = 'disabled', updated_at = now() WHERE id = $1 AND status <> 'disabled'",
+        erasure.account_id,
+    )
+    return {"accounts_disabled": int(result.split()[-1])}
+
+
+async def stripe_customer(erasure: Erasure) -> Counts:
+    identity = erasure.identity
+    if identity is None or identity.customer_id is None:
+        return {"stripe_customers": 0}
+    try:
+        await erasure.gate.call(erasure.stripe.v1.customers.delete_async, identity.customer_id)
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 404:
+            raise
+        return {"stripe_customers": 0}  # already gone counts as done
+    return {"stripe_customers": 1}
+
+
+async def instance_databases(erasure: Erasure) -> Counts:
+    rows = await erasure.pool.fetch(
+        "SELECT database_url FROM instances WHERE account_id = $1", erasure.account_id
+    )
+    for row in rows:
+        await drop_database(row["database_url"])  # IF EXISTS: a second run drops nothing
+    return {"instance_databases": len(rows)}
+
+
+async def backup_objects(erasure: Erasure) -> Counts:
+    counts = {"objects": 0, "multipart_uploads": 0}
+    async with s3_client(erasure.settings) as client:
+        for instance_id in erasure.instance_ids:
+            deleted = await delete_prefix(client, erasure.settings.s3_bucket, f"instances/{instance_id}/")
+            for key, value in deleted.items():
+                counts[key] += value
+    return counts
+
+
+async def account_objects(erasure: Erasure) -> list[str]:
+    """Ids of the account's Stripe objects, and its customer's: what inbox events name."""
+    customer = erasure.identity.customer_id if erasure.identity else None
+    rows = await erasure.pool.fetch(
+        """
+        SELECT id FROM subscriptions WHERE account_id = $1 OR customer_id = $2
+        UNION SELECT id FROM payment_methods WHERE account_id = $1 OR customer_id = $2
+        UNION SELECT m.id FROM mandates m JOIN payment_methods p ON p.id = m.payment_method_id
+               WHERE p.account_id = $1 OR p.customer_id = $2
+        UNION SELECT id FROM invoices WHERE account_id = $1 OR customer_id = $2
+        """,
+        erasure.account_id,
+        customer,
+    )
+    return [row["id"] for row in rows] + ([customer] if customer else [])
+
+
+async def scrub_inbox(erasure: Erasure, object_ids: list[str]) -> int:
+    """Drop the payloads of inbox events about the customer or its objects, and what
+    they were about: the event ids stay, to recognise Stripe's retries."""
+    if not object_ids:
+        return 0
+    result = await erasure.pool.execute(
+        """
+        UPDATE stripe_events SET payload = NULL, object_id = NULL
+         WHERE coalesce(payload #>> '{data,object,customer}', object_id) = ANY($1::text[])
+        """,
+        object_ids,
+    )
+    return int(result.split()[-1])
+
+
+async def rows(erasure: Erasure) -> Counts:
+    object_ids = await account_objects(erasure)
+    erasure.extra["object_ids"] = object_ids
+    customer = erasure.identity.customer_id if erasure.identity else None
+    instance_ids = [str(instance_id) for instance_id in erasure.instance_ids]
+    counts = {"stripe_event_payloads": await scrub_inbox(erasure, object_ids)}
+    async with erasure.pool.acquire() as conn, conn.transaction():
+        statements = {
+            "mandates": (
+                """DELETE FROM mandates WHERE payment_method_id IN
+                   (SELECT id FROM payment_methods WHERE account_id = $1 OR customer_id = $2)""",
+                (erasure.account_id, customer),
+            ),
+            "payment_methods": (
+                "DELETE FROM payment_methods WHERE account_id = $1 OR customer_id = $2",
+                (erasure.account_id, customer),
+            ),
+            "subscriptions": (
+                "DELETE FROM subscriptions WHERE account_id = $1 OR customer_id = $2",
+                (erasure.account_id, customer),
+            ),
+            # Retained (see RETENTION): only the invoice's own fields stay, linked to nobody.
+            "invoices_unlinked": (
+                """UPDATE invoices SET account_id = NULL, customer_id = NULL, updated_at = now()
+                    WHERE account_id = $1 OR customer_id = $2""",
+                (erasure.account_id, customer),
+            ),
+            "stripe_objects": ("DELETE FROM stripe_objects WHERE object_id = ANY($1::text[])", (object_ids,)),
+            # Job records keep their name and outcome; what they were about goes.
+            "job_records": (
+                """UPDATE jobs SET arguments = '{}'::jsonb, result = NULL, updated_at = now()
+                    WHERE arguments ->> 'account_id' = $1 OR arguments ->> 'instance_id' = ANY($2::text[])
+                       OR ($3::text IS NOT NULL AND strpos(result::text, $3) > 0)""",
+                (str(erasure.account_id), instance_ids, customer),
+            ),
+            "instances": ("DELETE FROM instances WHERE account_id = $1", (erasure.account_id,)),
+        }
+        for table, (sql, args) in statements.items():
+            result = await conn.execute(sql, *args)
+            counts[table] = int(result.split()[-1])
+    return counts
+
+
+async def verify(erasure: Erasure) -> Counts:
+    # Stripe's customer.deleted (and other late events) may have arrived since `rows`.
+    late = await scrub_inbox(erasure, await account_objects(erasure))
+    found = await verify_nothing_left(erasure)
+    return {"late_event_payloads": late, **found}
+
+
+async def completion_email(erasure: Erasure) -> Counts:
+    if erasure.identity is None or not erasure.notify:
+        return {"emails": 0}
+    await send_message(
+        erasure.settings, completion_notice(erasure.settings, erasure.identity.email, erasure.request_id)
+    )
+    return {"emails": 1}
+
+
+async def delete_account(erasure: Erasure) -> Counts:
+    """The account row and the ledger entry, and the request marked done, in one commit."""
+    identity = erasure.identity
+    async with erasure.pool.acquire() as conn, conn.transaction():
+        if identity is not None:
+            key = erasure.settings.erasure_ledger_key.get_secret_value()
+            await record(
+                conn, identity_digests(key, erasure.account_id, identity.email, identity.customer_id)
+            )
+        result = await conn.execute("DELETE FROM accounts WHERE id = $1", erasure.account_id)
+        await conn.execute(
+            """UPDATE erasure_steps SET finished_at = now(), counts = $3, error = NULL
+                WHERE request_id = $1 AND step = $2""",
+            erasure.request_id,
+            "delete_account",
+            {"accounts": int(result.split()[-1])},
+        )
+        await conn.execute(
+            """UPDATE erasure_requests SET state = 'done', finished_at = now(), lease_until = NULL,
+                      last_error = NULL
+                WHERE id = $1""",
+            erasure.request_id,
+        )
+        await audit(conn, "system", "erasure.done", erasure.request_id, {"account_id": erasure.account_id})
+    return {"accounts": int(result.split()[-1])}
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("disable", disable),
+    ("stripe_customer", stripe_customer),
+    ("instance_databases", instance_databases),
+    ("backup_objects", backup_objects),
+    ("rows", rows),
+    ("verify", verify),
+    ("completion_email", completion_email),
+    ("delete_account", delete_account),
+]

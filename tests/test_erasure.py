@@ -1,0 +1,250 @@
+"""Account erasure against real Postgres, SeaweedFS, localstripe and the SMTP sink."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import stripe
+
+from tasks.billing.stripe_calls import StripeGate
+from tasks.erasure.actors import send_request_notice
+from tasks.erasure.context import Erasure, load_identity
+from tasks.erasure.requests import (
+    NotCancellable,
+    UnknownAccount,
+    cancel_erasure,
+    request_erasure,
+    request_status,
+)
+from tasks.erasure.saga import run_request
+from tasks.erasure.steps import STEPS
+from tasks.erasure.verify import find_leftovers
+from tests.erasure_scenario import (
+    Customer,
+    database_exists,
+    mails_to,
+    make_customer,
+    objects_under,
+    remove_databases,
+)
+from workers.resources import Resources
+from workers.settings import load_settings
+from workers.stripe_client import make_stripe_client
+
+
+@pytest.fixture
+async def resources(
+    pool: asyncpg.Pool, stripe_fake: str, s3_server: str, smtp_sink: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Resources]:
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
+    settings = load_settings()
+    client, http = make_stripe_client(settings)
+    yield Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    await http.close_async()
+
+
+async def erase_now(resources: Resources, account_id: int) -> int:
+    async with resources.pool.acquire() as conn:
+        request, _ = await request_erasure(conn, account_id, grace=timedelta(0), requested_by="test")
+    return int(request["id"])
+
+
+async def assert_intact(resources: Resources, customer: Customer) -> None:
+    pool = resources.pool
+    assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", customer.account_id) == "active"
+    for url in customer.database_urls:
+        assert await database_exists(pool, url)
+    for instance_id in customer.instance_ids:
+        assert (
+            await objects_under(resources, instance_id) == 4 if instance_id == customer.instance_ids[0] else 3
+        )
+    for table in ("subscriptions", "payment_methods", "invoices"):
+        count = await pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE account_id = $1", customer.account_id
+        )
+        assert count >= 1, table
+    assert (
+        await pool.fetchval("SELECT count(*) FROM mandates WHERE id = $1", customer.object_ids["mandate"])
+        == 1
+    )
+    assert resources.stripe is not None
+    assert not await find_leftovers(
+        Erasure(0, -1, resources.settings, pool, resources.stripe, StripeGate(None))
+    )
+
+
+async def test_unknown_account_is_a_clear_error_and_changes_nothing(pool: asyncpg.Pool) -> None:
+    before = await pool.fetchval("SELECT count(*) FROM erasure_requests")
+    async with pool.acquire() as conn:
+        with pytest.raises(UnknownAccount, match="unknown account 987654321"):
+            await request_erasure(conn, 987_654_321, grace=timedelta(hours=24), requested_by="test")
+    assert await pool.fetchval("SELECT count(*) FROM erasure_requests") == before
+
+
+async def test_a_second_request_is_the_first_and_cancel_within_grace_restores_the_account(
+    resources: Resources, smtp_sink: Path
+) -> None:
+    pool = resources.pool
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ('Ana.Grace@example.fr', 'x') RETURNING id"
+    )
+    async with pool.acquire() as conn:
+        first, created = await request_erasure(
+            conn, account_id, grace=timedelta(hours=24), requested_by="test"
+        )
+        second, created_again = await request_erasure(
+            conn, account_id, grace=timedelta(hours=24), requested_by="t"
+        )
+    assert created and not created_again and first["id"] == second["id"]
+    assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", account_id) == "disabled"
+    assert await send_request_notice(resources, first["id"]) is True
+    assert await send_request_notice(resources, first["id"]) is False  # sent once
+    [notice] = mails_to(smtp_sink, "Ana.Grace@example.fr")
+    body = notice.get_content()
+    assert f"n° {first['id']}" in body and "privacy@" in body and notice["Auto-Submitted"] == "auto-generated"
+
+    # Its time has not come: nothing runs.
+    assert await run_request(resources, first["id"]) == "skipped"
+    async with pool.acquire() as conn:
+        cancelled = await cancel_erasure(conn, account_id, cancelled_by="test")
+        with pytest.raises(NotCancellable):
+            await cancel_erasure(conn, account_id, cancelled_by="test")
+    assert cancelled["state"] == "cancelled"
+    assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", account_id) == "active"
+    assert await run_request(resources, first["id"]) == "skipped"
+
+
+async def test_an_erasure_leaves_nothing_but_unlinked_invoices_and_touches_nobody_else(
+    resources: Resources, database_url: str, smtp_sink: Path
+) -> None:
+    pool = resources.pool
+    erased = await make_customer(resources, database_url)
+    bystander = await make_customer(resources, database_url)
+    try:
+        request_id = await erase_now(resources, erased.account_id)
+        async with pool.acquire() as conn:
+            with pytest.raises(NotCancellable):  # the grace period is over
+                await cancel_erasure(conn, erased.account_id, cancelled_by="test")
+        assert await run_request(resources, request_id) == "done"
+
+        assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", erased.account_id) == 0
+        for url in erased.database_urls:
+            assert not await database_exists(pool, url)
+        for instance_id in erased.instance_ids:
+            assert await objects_under(resources, instance_id) == 0
+        assert resources.stripe is not None
+        try:  # Stripe answers `deleted: true`; localstripe forgets the customer
+            gone = await resources.stripe.v1.customers.retrieve_async(erased.customer_id)
+            assert gone.to_dict().get("deleted") is True
+        except stripe.InvalidRequestError as error:
+            assert error.http_status == 404
+        invoice = await pool.fetchrow("SELECT * FROM invoices WHERE id = $1", erased.object_ids["invoice"])
+        assert invoice["account_id"] is None and invoice["customer_id"] is None and invoice["total"] == 1900
+        assert await pool.fetchval("SELECT count(*) FROM erasure_ledger") >= 3
+        assert len(mails_to(smtp_sink, erased.email)) == 1  # the completion notice
+
+        async with pool.acquire() as conn:
+            status = await request_status(conn, request_id)
+        assert status is not None and status["state"] == "done" and status["verification"] == "passed"
+        assert [step["step"] for step in status["steps"]] == [name for name, _ in STEPS]
+        assert all(step["finished_at"] for step in status["steps"])
+        assert status["retained"]["invoices"]["count"] == 1
+        assert "L123-22" in status["retained"]["invoices"]["legal_basis"]
+        counts = {step["step"]: step["counts"] for step in status["steps"]}
+        assert counts["backup_objects"] == {"objects": 6, "multipart_uploads": 1}
+        assert counts["instance_databases"] == {"instance_databases": 2}
+        assert counts["stripe_customer"] == {"stripe_customers": 1}
+        actions = await pool.fetch(
+            "SELECT action, details::text AS details FROM audit_log WHERE subject_id = $1", str(request_id)
+        )
+        assert {"erasure.requested", "erasure.done"} <= {row["action"] for row in actions}
+        assert not any(erased.email.lower() in row["details"].lower() for row in actions)
+
+        await assert_intact(resources, bystander)
+    finally:
+        await remove_databases(erased)
+        await remove_databases(bystander)
+
+
+@pytest.mark.parametrize("crash_before", [name for name, _ in STEPS])
+async def test_a_run_killed_before_any_step_is_finished_by_the_next(
+    resources: Resources, database_url: str, crash_before: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = resources.pool
+    customer = await make_customer(resources, database_url, instances=1)
+    try:
+        request_id = await erase_now(resources, customer.account_id)
+
+        class Killed(BaseException):
+            """What a SIGKILL looks like from inside: nothing after it runs, not even except blocks."""
+
+        async def killed(_: Erasure) -> dict[str, int]:
+            raise Killed
+
+        crashing = [(name, killed if name == crash_before else step) for name, step in STEPS]
+        monkeypatch.setattr("tasks.erasure.saga.STEPS", crashing)
+        with pytest.raises(Killed):
+            await run_request(resources, request_id)
+        assert await run_request(resources, request_id) == "skipped"  # its lease still runs
+        monkeypatch.setattr("tasks.erasure.saga.STEPS", STEPS)
+        await pool.execute(
+            "UPDATE erasure_requests SET lease_until = now() - interval '1 second' WHERE id = $1", request_id
+        )
+        assert await run_request(resources, request_id) == "done"
+        assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", customer.account_id) == 0
+        steps = await pool.fetch("SELECT step, attempts FROM erasure_steps WHERE request_id = $1", request_id)
+        assert {row["step"]: row["attempts"] for row in steps}[crash_before] == 2
+    finally:
+        await remove_databases(customer)
+
+
+async def test_a_failing_step_shows_its_error_and_never_reaches_done(
+    resources: Resources, database_url: str
+) -> None:
+    pool = resources.pool
+    customer = await make_customer(resources, database_url, instances=1)
+    try:
+        request_id = await erase_now(resources, customer.account_id)
+        # Stripe unreachable: the client retries, then the step fails.
+        settings = resources.settings.model_copy(update={"stripe_api_base": "http://127.0.0.1:9"})
+        client, http = make_stripe_client(settings)
+        down = Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+        with pytest.raises(stripe.APIConnectionError):
+            await run_request(down, request_id)
+        await http.close_async()
+        request = await pool.fetchrow(
+            "SELECT state, last_error FROM erasure_requests WHERE id = $1", request_id
+        )
+        assert (
+            request["state"] == "running" and request["last_error"] == "stripe_customer: APIConnectionError"
+        )
+        assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", customer.account_id) == 1
+        assert await run_request(resources, request_id) == "done"  # once Stripe answers
+    finally:
+        await remove_databases(customer)
+
+
+async def test_verification_names_where_something_is_left(resources: Resources, database_url: str) -> None:
+    pool = resources.pool
+    customer = await make_customer(resources, database_url, instances=1)
+    try:
+        erasure = Erasure(
+            0,
+            customer.account_id,
+            resources.settings,
+            pool,
+            resources.stripe,
+            StripeGate(None),
+            instance_ids=customer.instance_ids,
+            identity=await load_identity(pool, customer.account_id),
+        )
+        found = await find_leftovers(erasure)
+        assert found["payment_methods.account_id"] == 2 and found["stripe:customer"] == 1, found
+        assert found["stripe_events.payload"] >= 1 and found[f"s3:instances/{customer.instance_ids[0]}/"] == 4
+        assert not any(customer.email.lower() in place.lower() for place in found)
+    finally:
+        await remove_databases(customer)

@@ -1,0 +1,56 @@
+"""The S3 client (aioboto3) for backup storage: SeaweedFS locally, Scaleway in production."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+
+from workers.settings import Settings
+
+
+@asynccontextmanager
+async def s3_client(settings: Settings) -> AsyncIterator[Any]:
+    session = aioboto3.Session()
+    async with session.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.aws_access_key_id.get_secret_value(),
+        aws_secret_access_key=settings.aws_secret_access_key.get_secret_value(),
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+    ) as client:
+        yield client
+
+
+async def delete_prefix(client: Any, bucket: str, prefix: str) -> dict[str, int]:
+    """Delete every object and abort every multipart upload under `prefix`.
+    Idempotent: an empty prefix deletes nothing. Returns the counts."""
+    objects = uploads = 0
+    paginator = client.get_paginator("list_objects_v2")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1,000 keys
+            response = await client.delete_objects(
+                Bucket=bucket, Delete={"Objects": keys[start : start + 1000], "Quiet": True}
+            )
+            if response.get("Errors"):
+                raise RuntimeError(f"S3 refused to delete {len(response['Errors'])} objects under {prefix}")
+            objects += len(keys[start : start + 1000])
+    listing = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    for upload in listing.get("Uploads", []):
+        await client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        uploads += 1
+    return {"objects": objects, "multipart_uploads": uploads}
+
+
+async def count_prefix(client: Any, bucket: str, prefix: str) -> int:
+    """Objects and multipart uploads still under `prefix`."""
+    objects = 0
+    async for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        objects += int(page.get("KeyCount", 0))
+    uploads = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return objects + len(uploads.get("Uploads", []))
