@@ -294,3 +294,22 @@ async def test_an_event_whose_worker_died_is_picked_up_after_its_lease(pool: asy
     assert orphan["id"] in await stale_events(pool, timedelta(minutes=1))
     assert await process_event(pool, orphan["id"]) == "done"
     assert await pool.fetchval("SELECT count(*) FROM subscriptions WHERE id = $1", sub) == 1
+
+
+async def test_a_deleted_customers_payload_is_not_kept(pool: asyncpg.Pool) -> None:
+    customer = new_id("cus")
+    deleted = event(
+        "customer.deleted",
+        {
+            "id": customer,
+            "object": "customer",
+            "email": "gone@example.fr",
+            "name": "Gone Away",
+            "deleted": True,
+        },
+    )
+    assert await deliver(pool, deleted) == ["done"]
+    row = await pool.fetchrow(
+        "SELECT state, payload, object_id FROM stripe_events WHERE id = $1", deleted["id"]
+    )
+    assert (row["state"], row["payload"], row["object_id"]) == ("done", None, None)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
+import redis
 import stripe
 
 from tasks.billing.stripe_calls import StripeGate
@@ -31,6 +35,10 @@ from tests.erasure_scenario import (
     objects_under,
     remove_databases,
 )
+from tests.http import answers, call
+from tests.processes import bindery, bindery_env, run_bindery, wait_until
+from workers.db import connect, drop_database, ensure_database
+from workers.devstack.servers import free_port
 from workers.resources import Resources
 from workers.settings import load_settings
 from workers.stripe_client import make_stripe_client
@@ -248,3 +256,95 @@ async def test_verification_names_where_something_is_left(resources: Resources, 
         assert not any(customer.email.lower() in place.lower() for place in found)
     finally:
         await remove_databases(customer)
+
+
+def test_the_job_api_asks_for_an_erasure_and_refuses_an_unknown_account(
+    database_url: str, redis_client: redis.Redis, smtp_sink: Path, s3_server: str, tmp_path: Path
+) -> None:
+    env = bindery_env()
+    token = run_bindery(
+        "token", "create", f"erasure-{tmp_path.name[-12:]}".lower(), "--scope", "erasure"
+    ).stdout
+    headers = {"Authorization": f"Bearer {token.strip()}"}
+    account_id = asyncio.run(_new_account(database_url, "Api.Asked@example.fr"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (
+        bindery("web", "--port", str(port), log=tmp_path / "web.log", env=env),
+        bindery("worker", "--processes", "1", "--threads", "2", log=tmp_path / "worker.log", env=env),
+    ):
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web")
+        status, _, body = call(
+            "POST", f"{base}/jobs/erasure.request", body={"account_id": 987654321}, headers=headers
+        )
+        assert (status, body["error"]) == (404, "not_found")
+        status, _, body = call(
+            "POST", f"{base}/jobs/erasure.request", body={"account_id": account_id}, headers=headers
+        )
+        assert status == 202, body
+
+        def finished() -> dict[str, Any] | None:
+            job = call("GET", f"{base}/jobs/{body['job_id']}", headers=headers)[2]
+            return job if job["status"] in ("done", "failed") else None
+
+        job = wait_until(finished, 30, "the erasure request job", interval=0.2)
+    assert job["status"] == "done", (tmp_path / "worker.log").read_text()
+    assert job["result"]["state"] == "pending" and job["result"]["created"] is True
+    wait_until(lambda: mails_to(smtp_sink, "Api.Asked@example.fr"), 10, "the notice email")
+
+
+async def _new_account(database_url: str, email: str) -> int:
+    conn = await connect(database_url)
+    try:
+        account_id: int = await conn.fetchval(
+            "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id", email
+        )
+        return account_id
+    finally:
+        await conn.close()
+
+
+async def test_a_database_restored_from_before_an_erasure_is_erased_again_by_reapply(
+    resources: Resources, database_url: str, tmp_path: Path, smtp_sink: Path
+) -> None:
+    from tasks.erasure.operate import reapply
+
+    pool = resources.pool
+    erased = await make_customer(resources, database_url, instances=1)
+    kept = await make_customer(resources, database_url, instances=1)
+    dump = tmp_path / "main.dump"
+    restored_url = database_url.rsplit("/", 1)[0] + f"/restored_{tmp_path.name[-8:].replace('-', '_')}"
+    try:
+        subprocess.run(["pg_dump", "-Fc", "-f", str(dump), "--dbname", database_url], check=True)
+        assert await run_request(resources, await erase_now(resources, erased.account_id)) == "done"
+
+        await ensure_database(restored_url)
+        subprocess.run(["pg_restore", "--no-owner", "--dbname", restored_url, str(dump)], check=True)
+        restored = await connect(restored_url)
+        try:
+            assert (
+                await restored.fetchval("SELECT count(*) FROM accounts WHERE id = $1", erased.account_id) == 1
+            )
+            mails_before = len(mails_to(smtp_sink, erased.email))
+            assert await reapply(resources.settings, restored_url) == [erased.account_id]
+            assert (
+                await restored.fetchval("SELECT count(*) FROM accounts WHERE id = $1", erased.account_id) == 0
+            )
+            assert (
+                await restored.fetchval("SELECT count(*) FROM accounts WHERE id = $1", kept.account_id) == 1
+            )
+            assert (
+                await restored.fetchval(
+                    "SELECT count(*) FROM payment_methods WHERE account_id = $1", erased.account_id
+                )
+                == 0
+            )
+            assert len(mails_to(smtp_sink, erased.email)) == mails_before  # told once, not again
+            assert await reapply(resources.settings, restored_url) == []  # nothing left to do
+        finally:
+            await restored.close()
+        assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", kept.account_id) == 1
+    finally:
+        await drop_database(restored_url)
+        await remove_databases(erased)
+        await remove_databases(kept)

@@ -26,6 +26,8 @@ log = get_logger(__name__)
 
 Args = TypeVar("Args", bound=BaseModel)
 Handler = Callable[[Resources, Any], Awaitable[dict[str, Any] | None]]
+# Checked when the job is asked for: a message when what it names does not exist (→ 404).
+Precheck = Callable[[asyncpg.Pool, Any], Awaitable[str | None]]
 SCOPES = ("system", "billing", "erasure", "backups")
 
 
@@ -47,13 +49,19 @@ class JobSpec:
     queue: str
     actor: dramatiq.Actor[Any, Any]
     description: str
+    precheck: Precheck | None = None
 
 
 JOBS: dict[str, JobSpec] = {}
 
 
 def job(
-    name: str, *, scope: str, arguments: type[JobArguments], queue: str = "default"
+    name: str,
+    *,
+    scope: str,
+    arguments: type[JobArguments],
+    queue: str = "default",
+    precheck: Precheck | None = None,
 ) -> Callable[[Handler], Handler]:
     """Declare a job; the decorated `async def handler(resources, arguments)` stays plain."""
     if scope not in SCOPES:
@@ -66,7 +74,8 @@ def job(
 
         run.__name__ = name.replace(".", "_")
         actor = dramatiq.actor(actor_name=name, queue_name=queue, **queue_policy.actor_options())(run)
-        JOBS[name] = JobSpec(name, scope, arguments, queue, actor, (handler.__doc__ or "").strip())
+        description = (handler.__doc__ or "").strip()
+        JOBS[name] = JobSpec(name, scope, arguments, queue, actor, description, precheck)
         return handler
 
     return declare

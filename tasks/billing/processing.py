@@ -99,6 +99,12 @@ async def _apply(
         event_type=event["type"],
         closes_event=True,
     )
+    if event["type"] == "customer.deleted":
+        # The deleted customer's name, email and address are in the payload, and nothing
+        # needs them any more (an erasure deletes the customer, and this event follows).
+        await conn.execute(
+            "UPDATE stripe_events SET payload = NULL, object_id = NULL WHERE id = $1", event_id
+        )
     return "done", True
 
 

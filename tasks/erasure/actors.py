@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import dramatiq
 from pydantic import Field
 
@@ -66,8 +67,17 @@ async def cancel_job(resources: Resources, arguments: AccountArguments) -> dict[
     return {"request_id": cancelled["id"], "state": cancelled["state"]}
 
 
-job("erasure.request", scope="erasure", arguments=AccountArguments, queue="erasure")(request_job)
-job("erasure.cancel", scope="erasure", arguments=AccountArguments, queue="erasure")(cancel_job)
+async def account_exists(pool: asyncpg.Pool, arguments: AccountArguments) -> str | None:
+    found = await pool.fetchval("SELECT 1 FROM accounts WHERE id = $1", arguments.account_id)
+    return None if found else f"unknown account {arguments.account_id}"
+
+
+job("erasure.request", scope="erasure", arguments=AccountArguments, queue="erasure", precheck=account_exists)(
+    request_job
+)
+job("erasure.cancel", scope="erasure", arguments=AccountArguments, queue="erasure", precheck=account_exists)(
+    cancel_job
+)
 
 
 @dramatiq.actor(actor_name="erasure.run", queue_name="erasure", **policy("erasure").actor_options())

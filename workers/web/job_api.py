@@ -91,6 +91,8 @@ async def submit_job(request: web.Request) -> web.Response:
             for e in error.errors(include_input=False, include_url=False)
         ]
         return json_error(422, "invalid_arguments", fields)
+    if spec.precheck is not None and (missing := await spec.precheck(state.pool, arguments)):
+        return json_error(404, "not_found", missing)
 
     outcome = await state.submissions.submit(
         Submission(name, arguments.model_dump(mode="json"), identity.token_id, key)
