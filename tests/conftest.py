@@ -116,29 +116,17 @@ async def stripe_client(
     await http.close_async()
 
 
-def _free_port_block(offsets: tuple[int, ...]) -> int:
-    """A base port whose base + each offset is free (SeaweedFS derives its ports from one)."""
-    from workers.devstack.servers import port_open
-
-    rng = secrets.SystemRandom()
-    for _ in range(200):
-        base = rng.randrange(20_000, 30_000)
-        if not any(port_open("127.0.0.1", base + offset) for offset in offsets):
-            return base
-    raise RuntimeError("no free block of ports for SeaweedFS")
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real S3 server (SeaweedFS `weed mini`) with the settings' bucket and credentials,
     started once for the tests that need one; its endpoint, also put in S3_ENDPOINT_URL."""
     from workers.devstack import seaweedfs
-    from workers.devstack.servers import running
+    from workers.devstack.servers import free_port_block, running
     from workers.settings import load_settings
 
     settings = load_settings()
     root = tmp_path_factory.mktemp("s3")
-    port = _free_port_block((0, 1, 2, 3, 4, 5, 6, 7, 8, 10_008))
+    port = free_port_block(seaweedfs.PORT_OFFSETS)
     identity = root / "identities.json"
     seaweedfs.write_identity(
         identity,
@@ -154,23 +142,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _wait_for_bucket(endpoint: str) -> None:
-    """`weed mini` opens its S3 port before the bucket and the filer behind it answer."""
     import time
 
-    from workers.s3 import s3_client
+    from workers.devstack.seaweedfs import bucket_accepts_writes
     from workers.settings import load_settings
 
-    async def ready() -> bool:
-        try:
-            async with s3_client(load_settings()) as client:
-                await client.put_object(Bucket=load_settings().s3_bucket, Key="ready", Body=b"1")
-                await client.delete_object(Bucket=load_settings().s3_bucket, Key="ready")
-            return True
-        except Exception:
-            return False
-
     deadline = time.monotonic() + 60
-    while not asyncio.run(ready()):
+    while not asyncio.run(bucket_accepts_writes(load_settings())):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the S3 server at {endpoint} never accepted a write")
         time.sleep(0.5)

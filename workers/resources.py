@@ -6,6 +6,7 @@ them the same way and they are closed at shutdown.
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from stripe._http_client import AIOHTTPClient
 
 from workers.db import create_pool
 from workers.rate_limit import RateLimiter
+from workers.s3 import s3_client
 from workers.settings import Settings
 from workers.stripe_client import make_stripe_client
 
@@ -31,6 +33,9 @@ class Resources:
     # Shared across processes; None only without a Redis for it (see RATE_LIMIT_REDIS_URL).
     stripe_limiter: RateLimiter | None = None
     redis: redis.asyncio.Redis | None = None
+    # One S3 client per process: creating one costs more than a batch of deletions.
+    s3: Any = None
+    closing: AsyncExitStack | None = None
 
 
 _current: Resources | None = None
@@ -46,7 +51,11 @@ def current_resources() -> Resources:
 async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
     pool = await create_pool(settings.database_url, max_size=pool_size, application_name="bindery-worker")
     client, http = make_stripe_client(settings)
-    resources = Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    closing = AsyncExitStack()
+    s3 = await closing.enter_async_context(s3_client(settings))
+    resources = Resources(
+        settings=settings, pool=pool, stripe=client, stripe_http=http, s3=s3, closing=closing
+    )
     if settings.limiter_redis_url:
         resources.redis = redis.asyncio.Redis.from_url(settings.limiter_redis_url)
         resources.stripe_limiter = RateLimiter(
@@ -60,6 +69,8 @@ async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
 
 async def close_resources(resources: Resources) -> None:
     await resources.pool.close()
+    if resources.closing is not None:
+        await resources.closing.aclose()
     if resources.redis is not None:
         await resources.redis.aclose()
     if resources.stripe_http is not None:

@@ -3,6 +3,8 @@ and the clients the steps call."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,7 @@ import asyncpg
 import stripe
 
 from tasks.billing.stripe_calls import StripeGate
+from workers.s3 import s3_client
 from workers.settings import Settings
 
 
@@ -34,9 +37,20 @@ class Erasure:
     # backup objects can still be found after the instance rows are gone.
     instance_ids: list[int] = field(default_factory=list)
     identity: Identity | None = None
+    s3: Any = None  # the process's S3 client, if it has one
     # False when re-applying a past erasure to a restored database: the customer was told.
     notify: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@asynccontextmanager
+async def s3_session(erasure: Erasure) -> AsyncIterator[Any]:
+    """The process's S3 client, or one opened for this call."""
+    if erasure.s3 is not None:
+        yield erasure.s3
+        return
+    async with s3_client(erasure.settings) as client:
+        yield client
 
 
 async def load_identity(conn: asyncpg.Pool | Any, account_id: int) -> Identity | None:

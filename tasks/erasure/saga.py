@@ -62,6 +62,7 @@ async def run_request(resources: Resources, request_id: int) -> str:
         instance_ids=report["instance_ids"],
         identity=await load_identity(pool, claim["account_id"]),
         notify=claim["requested_by"] != REAPPLY,
+        s3=resources.s3,
     )
     finished = {
         row["step"]

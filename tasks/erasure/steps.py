@@ -9,18 +9,19 @@ the address; the account row goes last, with the ledger entry, in one transactio
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import stripe
 
 from tasks.erasure.audit import audit
-from tasks.erasure.context import Erasure
+from tasks.erasure.context import Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
 from tasks.erasure.notices import completion_notice
 from tasks.erasure.verify import verify_nothing_left
 from workers.db import drop_database
 from workers.mail import send_message
-from workers.s3 import delete_prefix, s3_client
+from workers.s3 import delete_prefix
 
 Counts = dict[str, int]
 Step = Callable[[Erasure], Awaitable[Counts]]
@@ -82,11 +83,17 @@ async def instance_databases(erasure: Erasure) -> Counts:
 
 async def backup_objects(erasure: Erasure) -> Counts:
     counts = {"objects": 0, "multipart_uploads": 0}
-    async with s3_client(erasure.settings) as client:
-        for instance_id in erasure.instance_ids:
-            deleted = await delete_prefix(client, erasure.settings.s3_bucket, f"instances/{instance_id}/")
-            for key, value in deleted.items():
-                counts[key] += value
+    async with s3_session(erasure) as client:
+        bucket = erasure.settings.s3_bucket
+        deleted = await asyncio.gather(
+            *(
+                delete_prefix(client, bucket, f"instances/{instance_id}/")
+                for instance_id in erasure.instance_ids
+            )
+        )
+    for prefix_counts in deleted:
+        for key, value in prefix_counts.items():
+            counts[key] += value
     return counts
 
 

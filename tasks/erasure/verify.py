@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import stripe
 
-from tasks.erasure.context import Erasure
+from tasks.erasure.context import Erasure, s3_session
 from workers.db import quote_identifier
 from workers.jobs import JobError
-from workers.s3 import count_prefix, s3_client
+from workers.s3 import count_prefix
 
 # Ids only, by design: the audit trail and erasure's own records.
 ID_ONLY_TABLES = {"erasure_requests", "erasure_steps", "erasure_ledger", "audit_log", "schema_migrations"}
@@ -42,21 +42,40 @@ async def _columns(erasure: Erasure) -> dict[str, list[tuple[str, str]]]:
     return tables
 
 
-async def _count_mentions(erasure: Erasure, table: str, column: str, needles: list[str]) -> int:
-    """Rows of `table` whose `column` contains any needle, the account's own row aside."""
-    query = (
-        "SELECT count(*) FROM "
+def _like_patterns(needles: list[str]) -> list[str]:
+    """`%needle%` for LIKE, with LIKE's own wildcards escaped."""
+    escaped = (n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for n in needles)
+    return [f"%{needle}%" for needle in escaped]
+
+
+async def _scan_table(
+    erasure: Erasure, table: str, columns: list[tuple[str, str]], needles: list[str]
+) -> dict[str, int]:
+    """One pass over `table`: per column, the rows that mention the account."""
+    checks: list[tuple[str, str]] = []
+    for column, data_type in columns:
+        if data_type in TEXT_TYPES and needles:
+            checks.append((column, "lower(" + quote_identifier(column) + "::text) LIKE ANY($1::text[])"))
+        elif column == "account_id" and table not in ID_ONLY_TABLES:
+            checks.append((column, quote_identifier(column) + " = $2"))
+    if not checks:
+        return {}
+    counts = ", ".join("count(*) FILTER (WHERE " + condition + ")" for _, condition in checks)
+    # The account's own row is allowed to hold all of it: `delete_account` deletes it last.
+    own_row = "id <> $2" if table == "accounts" else "$2::bigint IS NOT NULL"
+    row = await erasure.pool.fetchrow(
+        "SELECT "
+        + counts
+        + " FROM "
         + quote_identifier(table)
-        + " WHERE EXISTS (SELECT 1 FROM unnest($1::text[]) AS needle"
-        + " WHERE strpos(lower("
-        + quote_identifier(column)
-        + "::text), needle) > 0)"
+        + " WHERE "
+        + own_row
+        + " AND $1::text[] IS NOT NULL",
+        _like_patterns(needles),
+        erasure.account_id,
     )
-    if table == "accounts":
-        count: int = await erasure.pool.fetchval(query + " AND id <> $2", needles, erasure.account_id)
-    else:
-        count = await erasure.pool.fetchval(query, needles)
-    return count
+    assert row is not None
+    return {table + "." + column: row[i] for i, (column, _) in enumerate(checks) if row[i]}
 
 
 async def find_leftovers(erasure: Erasure) -> dict[str, int]:
@@ -67,20 +86,8 @@ async def find_leftovers(erasure: Erasure) -> dict[str, int]:
         needles.append(identity.customer_id.lower())
     found: dict[str, int] = {}
     for table, columns in (await _columns(erasure)).items():
-        for column, data_type in columns:
-            where = table + "." + column
-            if data_type in TEXT_TYPES and needles:
-                count = await _count_mentions(erasure, table, column, needles)
-            elif column == "account_id" and table not in ID_ONLY_TABLES:
-                count = await erasure.pool.fetchval(
-                    "SELECT count(*) FROM " + quote_identifier(table) + " WHERE account_id = $1",
-                    erasure.account_id,
-                )
-            else:
-                continue
-            if count:
-                found[where] = count
-    async with s3_client(erasure.settings) as client:
+        found.update(await _scan_table(erasure, table, columns, needles))
+    async with s3_session(erasure) as client:
         for instance_id in erasure.instance_ids:
             left = await count_prefix(client, erasure.settings.s3_bucket, f"instances/{instance_id}/")
             if left:

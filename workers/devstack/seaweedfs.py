@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from workers.devstack.servers import VENV_BIN
+from workers.s3 import s3_client
+from workers.settings import Settings
 
 
 def write_identity(config_file: Path, access_key: str, secret_key: str) -> None:
@@ -24,6 +26,21 @@ def write_identity(config_file: Path, access_key: str, secret_key: str) -> None:
             }
         )
     )
+
+
+# The ports `command` uses, as offsets from the S3 port.
+PORT_OFFSETS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10_008)
+
+
+async def bucket_accepts_writes(settings: Settings) -> bool:
+    """`weed mini` opens its S3 port before the bucket and the filer behind it answer."""
+    try:
+        async with s3_client(settings) as client:
+            await client.put_object(Bucket=settings.s3_bucket, Key="ready", Body=b"1")
+            await client.delete_object(Bucket=settings.s3_bucket, Key="ready")
+        return True
+    except Exception:
+        return False
 
 
 def command(data_dir: Path, s3_port: int, config_file: Path, bucket: str) -> list[str]:

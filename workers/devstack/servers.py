@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -73,3 +74,13 @@ def stop(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def free_port_block(offsets: Sequence[int]) -> int:
+    """A base port whose base + each offset is free (SeaweedFS derives its ports from one)."""
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(20_000, 30_000)
+        if not any(port_open("127.0.0.1", base + offset) for offset in offsets):
+            return base
+    raise ServerError("no free block of ports")

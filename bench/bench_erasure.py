@@ -1,0 +1,268 @@
+"""Erase many accounts, each with 2 small instance databases, 30 backup objects per
+instance and 200 inbox events, through `bindery worker` (2 processes × 8 threads).
+
+Figures: accounts erased per second; backup objects deleted per second of the
+`backup_objects` step (one worker thread's rate, as the baseline is one client's),
+against raw batched `DeleteObjects` of the same number of objects on the same S3 server
+in the same run; and the p95 time of one account's erasure, first step to done.
+`BENCH_ERASURE_ACCOUNTS` scales it down (default 1,000, the issue's figure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import redis
+
+from bench.common import OUT, Result, bench_env, scratch_database, wait_until
+from bench.workers import PROCESSES, THREADS, bindery_workers
+from workers.db import connect, quote_identifier
+from workers.devstack import seaweedfs
+from workers.devstack.servers import VENV_BIN, free_port, free_port_block, running
+from workers.s3 import s3_client
+from workers.settings import Settings, load_settings
+
+ACCOUNTS = int(os.environ.get("BENCH_ERASURE_ACCOUNTS", "1000"))
+INSTANCES, OBJECTS, EVENTS = 2, 30, 200
+CONCURRENCY = 64
+
+
+@contextmanager
+def stand_ins() -> Iterator[dict[str, str]]:
+    """SeaweedFS, the SMTP sink, localstripe behind stripe_extras; the variables naming them."""
+    settings = load_settings()
+    OUT.mkdir(exist_ok=True)
+    s3_port = free_port_block(seaweedfs.PORT_OFFSETS)
+    smtp_port, stripe_port, extras_port = free_port(), free_port(), free_port()
+    identity = OUT / "erasure-s3-identities.json"
+    seaweedfs.write_identity(
+        identity,
+        settings.aws_access_key_id.get_secret_value(),
+        settings.aws_secret_access_key.get_secret_value(),
+    )
+    s3_dir = OUT / f"erasure-s3-{secrets.token_hex(3)}"
+    with ExitStack() as stack:
+        stack.enter_context(
+            running(
+                "s3",
+                seaweedfs.command(s3_dir, s3_port, identity, settings.s3_bucket),
+                s3_port,
+                OUT / "erasure-s3.log",
+                timeout=60,
+            )
+        )
+        smtp = [
+            sys.executable,
+            "-m",
+            "workers.devstack.smtp_sink",
+            "--port",
+            str(smtp_port),
+            "--dir",
+            str(OUT / "erasure-mail"),
+        ]
+        stack.enter_context(running("smtp", smtp, smtp_port, OUT / "erasure-smtp.log"))
+        localstripe = [str(VENV_BIN / "localstripe"), "--port", str(stripe_port), "--from-scratch"]
+        stack.enter_context(running("localstripe", localstripe, stripe_port, OUT / "erasure-localstripe.log"))
+        extras = [
+            sys.executable,
+            "-m",
+            "workers.devstack.stripe_extras",
+            "--port",
+            str(extras_port),
+            "--upstream",
+            f"http://127.0.0.1:{stripe_port}",
+        ]
+        stack.enter_context(running("stripe_extras", extras, extras_port, OUT / "erasure-extras.log"))
+        variables = {
+            "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "STRIPE_API_BASE": f"http://127.0.0.1:{extras_port}",
+            "STRIPE_REQUESTS_PER_SECOND": "1000",
+        }
+        os.environ.update(variables)
+        wait_until(lambda: asyncio.run(seaweedfs.bucket_accepts_writes(load_settings())), 60, "the S3 bucket")
+        yield variables
+        stack.close()
+        import shutil
+
+        shutil.rmtree(s3_dir, ignore_errors=True)
+
+
+async def _put_objects(settings: Settings, keys: list[str]) -> None:
+    semaphore = asyncio.Semaphore(CONCURRENCY)
+    async with s3_client(settings) as client:
+
+        async def put(key: str) -> None:
+            async with semaphore:
+                await client.put_object(Bucket=settings.s3_bucket, Key=key, Body=b"encrypted dump " * 8)
+
+        await asyncio.gather(*(put(key) for key in keys))
+
+
+async def _populate(settings: Settings) -> tuple[list[int], list[str]]:
+    """The accounts, their Stripe customers, instance databases, objects and events; the
+    accounts' erasure requests (due now); the instance database URLs."""
+    from stripe import StripeClient
+
+    from tasks.erasure.requests import request_erasure
+    from workers.stripe_client import make_stripe_client
+
+    conn = await connect(settings.database_url)
+    maintenance = await asyncpg.connect(settings.database_url.rsplit("/", 1)[0] + "/postgres")
+    client: StripeClient
+    client, http = make_stripe_client(settings)
+    base = settings.database_url.rsplit("/", 1)[0]
+    tag = secrets.token_hex(3)
+    request_ids, database_urls, keys = [], [], []
+    try:
+        for n in range(ACCOUNTS):
+            email = f"bench.{tag}.{n}@example.org"
+            account_id = await conn.fetchval(
+                """INSERT INTO accounts (email, password_hash, first_name, last_name)
+                   VALUES ($1, 'x', 'Bench', $2) RETURNING id""",
+                email,
+                f"Person{tag}{n}",
+            )
+            customer = await client.v1.customers.create_async(params={"email": email})
+            await conn.execute(
+                "UPDATE accounts SET stripe_customer_id = $1 WHERE id = $2", customer.id, account_id
+            )
+            for i in range(INSTANCES):
+                name = f"bench_inst_{tag}_{n}_{i}"
+                await maintenance.execute("CREATE DATABASE " + quote_identifier(name))
+                instance_id = await conn.fetchval(
+                    "INSERT INTO instances (account_id, name, database_url) VALUES ($1, $2, $3) RETURNING id",
+                    account_id,
+                    name,
+                    f"{base}/{name}",
+                )
+                database_urls.append(f"{base}/{name}")
+                keys += [
+                    f"instances/{instance_id}/2026-11-{d:02d}/backup.dump.zst.age"
+                    for d in range(1, OBJECTS + 1)
+                ]
+            now = datetime.now(UTC)
+            await conn.executemany(
+                """INSERT INTO stripe_events (id, type, object_id, created, state, payload, processed_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                [
+                    (
+                        f"evt_{tag}{n}x{e}",
+                        "customer.subscription.updated",
+                        f"sub_{tag}{n}",
+                        now - timedelta(minutes=e),
+                        "done",
+                        {
+                            "id": f"evt_{tag}{n}x{e}",
+                            "data": {
+                                "object": {
+                                    "id": f"sub_{tag}{n}",
+                                    "object": "subscription",
+                                    "customer": customer.id,
+                                    "status": "active",
+                                    "note": "x" * 200,
+                                }
+                            },
+                        },
+                        now,
+                    )
+                    for e in range(EVENTS)
+                ],
+            )
+            request, _ = await request_erasure(conn, account_id, grace=timedelta(0), requested_by="bench")
+            request_ids.append(request["id"])
+    finally:
+        await maintenance.close()
+        await conn.close()
+        await http.close_async()
+    await _put_objects(settings, keys)
+    return request_ids, database_urls
+
+
+async def _raw_delete_rate(settings: Settings, count: int) -> float:
+    """Objects per second of batched DeleteObjects (1,000 keys a request), one client."""
+    keys = [f"baseline/{n:07d}.age" for n in range(count)]
+    await _put_objects(settings, keys)
+    async with s3_client(settings) as client:
+        started = time.perf_counter()
+        for start in range(0, count, 1000):
+            batch = [{"Key": key} for key in keys[start : start + 1000]]
+            await client.delete_objects(Bucket=settings.s3_bucket, Delete={"Objects": batch, "Quiet": True})
+        return count / (time.perf_counter() - started)
+
+
+async def _outcome(database_url: str) -> dict[str, float]:
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """
+            SELECT r.id, min(s.started_at) AS started, max(s.finished_at) AS finished,
+                   sum(EXTRACT(EPOCH FROM s.finished_at - s.started_at))
+                       FILTER (WHERE s.step = 'backup_objects') AS backup_seconds,
+                   sum((s.counts ->> 'objects')::int) FILTER (WHERE s.step = 'backup_objects') AS objects
+              FROM erasure_requests r JOIN erasure_steps s ON s.request_id = r.id
+             WHERE r.state = 'done' GROUP BY r.id
+            """
+        )
+        durations = sorted((row["finished"] - row["started"]).total_seconds() for row in rows)
+        left = await conn.fetchval("SELECT count(*) FROM accounts")
+        return {
+            "done": len(rows),
+            "left": left,
+            "p95": durations[int(0.95 * (len(durations) - 1))] if durations else float("nan"),
+            "objects": sum(row["objects"] or 0 for row in rows),
+            "backup_seconds": sum(float(row["backup_seconds"] or 0) for row in rows),
+        }
+    finally:
+        await conn.close()
+
+
+def run() -> list[Result]:
+    with scratch_database() as database_url, stand_ins() as variables:
+        env = bench_env(database_url, **variables)
+        os.environ["DATABASE_URL"] = database_url
+        settings = load_settings()
+        request_ids, _ = asyncio.run(_populate(settings))
+        objects = ACCOUNTS * INSTANCES * OBJECTS
+        baseline = asyncio.run(_raw_delete_rate(settings, objects))
+        redis.Redis.from_url(env["BROKER_URL"]).flushdb()
+
+        from tasks.erasure.actors import run as erasure_run
+        from workers.enqueue import enqueue_many
+
+        with bindery_workers(env, "erasure"):
+            started = time.perf_counter()
+            enqueue_many(erasure_run.broker, [erasure_run.message(request_id) for request_id in request_ids])
+            wait_until(lambda: asyncio.run(_outcome(database_url))["done"] == ACCOUNTS, 3600, "every erasure")
+            elapsed = time.perf_counter() - started
+        outcome = asyncio.run(_outcome(database_url))
+    if outcome["left"] or outcome["objects"] != objects:
+        raise RuntimeError(
+            f"erasure left {outcome['left']} accounts, deleted {outcome['objects']} of {objects}"
+        )
+    per_thread = outcome["objects"] / outcome["backup_seconds"]
+    return [
+        Result(
+            f"erasure: accounts/s ({ACCOUNTS:,}, {PROCESSES}p×{THREADS}t)",
+            ACCOUNTS / elapsed,
+            float("nan"),
+            "accounts/s",
+            f"{INSTANCES} databases, {INSTANCES * OBJECTS} objects, {EVENTS} events each",
+        ),
+        Result(
+            "erasure: backup objects deleted/s (per step)",
+            per_thread,
+            baseline,
+            "objects/s",
+            "baseline: raw batched DeleteObjects, one client",
+        ),
+        Result("erasure: p95 time per account", outcome["p95"], float("nan"), "s", "goal ≤ 5 s"),
+    ]
