@@ -9,6 +9,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,18 +87,14 @@ def redis_client() -> Iterator[redis.Redis]:
 def stripe_fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """localstripe behind `stripe_extras` (the parts of Stripe's API it lacks), started once
     for the tests that need a Stripe; the base URL to give the client."""
-    import sys
-
-    from workers.devstack.servers import VENV_BIN, free_port, running
+    from workers.devstack import commands
+    from workers.devstack.servers import free_port, running
 
     logs = tmp_path_factory.mktemp("stripe")
     upstream, port = free_port(), free_port()
-    localstripe = [str(VENV_BIN / "localstripe"), "--port", str(upstream), "--from-scratch"]
-    extras = [sys.executable, "-m", "workers.devstack.stripe_extras", "--port", str(port)]
-    extras += ["--upstream", f"http://127.0.0.1:{upstream}"]
     with (
-        running("localstripe", localstripe, upstream, logs / "localstripe.log"),
-        running("stripe_extras", extras, port, logs / "stripe_extras.log"),
+        running("localstripe", commands.localstripe(upstream), upstream, logs / "localstripe.log"),
+        running("stripe_extras", commands.stripe_extras(port, upstream), port, logs / "stripe_extras.log"),
     ):
         yield f"http://127.0.0.1:{port}"
 
@@ -158,21 +155,28 @@ def _wait_for_bucket(endpoint: str) -> None:
 def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The aiosmtpd sink, started once; the directory where it writes each message.
     SMTP_URL points at it."""
-    import sys
-
+    from workers.devstack import commands
     from workers.devstack.servers import free_port, running
 
     root = tmp_path_factory.mktemp("smtp")
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "workers.devstack.smtp_sink",
-        "--port",
-        str(port),
-        "--dir",
-        str(root / "mail"),
-    ]
+    command = commands.smtp_sink(port, root / "mail")
     with running("smtp sink", command, port, root / "sink.log"):
         os.environ["SMTP_URL"] = f"smtp://127.0.0.1:{port}"
         yield root / "mail"
+
+
+@pytest.fixture
+async def worker_resources(
+    pool: asyncpg.Pool, stripe_fake: str, s3_server: str, smtp_sink: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Any]:
+    """What a worker process holds (workers.resources.Resources), on the real stand-ins."""
+    from workers.resources import Resources
+    from workers.settings import load_settings
+    from workers.stripe_client import make_stripe_client
+
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
+    settings = load_settings()
+    client, http = make_stripe_client(settings)
+    yield Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
+    await http.close_async()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,19 +39,12 @@ from tests.processes import bindery, bindery_env, run_bindery, wait_until
 from workers.db import connect, drop_database, ensure_database
 from workers.devstack.servers import free_port
 from workers.resources import Resources
-from workers.settings import load_settings
 from workers.stripe_client import make_stripe_client
 
 
 @pytest.fixture
-async def resources(
-    pool: asyncpg.Pool, stripe_fake: str, s3_server: str, smtp_sink: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Resources]:
-    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
-    settings = load_settings()
-    client, http = make_stripe_client(settings)
-    yield Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
-    await http.close_async()
+def resources(worker_resources: Resources) -> Resources:
+    return worker_resources
 
 
 async def erase_now(resources: Resources, account_id: int) -> int:

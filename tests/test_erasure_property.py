@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,8 +16,6 @@ from tasks.erasure.requests import request_erasure
 from tasks.erasure.saga import run_request
 from tests.billing_events import deliver, event
 from workers.resources import Resources
-from workers.settings import load_settings
-from workers.stripe_client import make_stripe_client
 
 shapes = st.fixed_dictionaries(
     {
@@ -35,14 +31,8 @@ shapes = st.fixed_dictionaries(
 
 
 @pytest.fixture
-async def resources(
-    pool: asyncpg.Pool, stripe_fake: str, s3_server: str, smtp_sink: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Resources]:
-    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
-    config = load_settings()
-    client, http = make_stripe_client(config)
-    yield Resources(settings=config, pool=pool, stripe=client, stripe_http=http)
-    await http.close_async()
+def resources(worker_resources: Resources) -> Resources:
+    return worker_resources
 
 
 async def build(pool: asyncpg.Pool, database_url: str, shape: dict[str, Any]) -> int:

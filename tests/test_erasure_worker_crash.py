@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,19 +18,11 @@ from tests.erasure_scenario import database_exists, make_customer, objects_under
 from tests.processes import bindery, bindery_env, eventually
 from workers.db import connect
 from workers.resources import Resources
-from workers.settings import load_settings
-from workers.stripe_client import make_stripe_client
 
 
 @pytest.fixture
-async def resources(
-    pool: asyncpg.Pool, stripe_fake: str, s3_server: str, smtp_sink: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[Resources]:
-    monkeypatch.setenv("STRIPE_API_BASE", stripe_fake)
-    settings = load_settings()
-    client, http = make_stripe_client(settings)
-    yield Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
-    await http.close_async()
+def resources(worker_resources: Resources) -> Resources:
+    return worker_resources
 
 
 async def _worker_waits_on_a_lock(pool: asyncpg.Pool) -> bool:

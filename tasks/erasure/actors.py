@@ -10,7 +10,7 @@ import dramatiq
 from pydantic import Field
 
 from tasks.erasure.notices import request_notice
-from tasks.erasure.requests import cancel_erasure, due_requests, request_erasure
+from tasks.erasure.requests import cancel_erasure, due_requests, request_erasure, summary
 from tasks.erasure.saga import run_request
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
@@ -52,12 +52,7 @@ async def request_job(resources: Resources, arguments: AccountArguments) -> dict
             conn, arguments.account_id, grace=resources.settings.erasure_grace, requested_by="api"
         )
     await send_request_notice(resources, request["id"])
-    return {
-        "request_id": request["id"],
-        "state": request["state"],
-        "run_after": request["run_after"].isoformat(),
-        "created": created,
-    }
+    return summary(request, created)
 
 
 async def cancel_job(resources: Resources, arguments: AccountArguments) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from tasks.erasure.actors import send_request_notice, send_runs
 from tasks.erasure.ledger import erased_accounts
-from tasks.erasure.requests import cancel_erasure, request_erasure, request_status
+from tasks.erasure.requests import cancel_erasure, request_erasure, request_status, summary
 from tasks.erasure.saga import REAPPLY, run_request
 from workers.db import connect
 from workers.resources import close_resources, open_resources
@@ -27,12 +27,7 @@ async def request(settings: Settings, account_id: int, *, now: bool) -> dict[str
         await close_resources(resources)
     if now:
         await send_runs([row["id"]])
-    return {
-        "request_id": row["id"],
-        "state": row["state"],
-        "run_after": row["run_after"].isoformat(),
-        "created": created,
-    }
+    return summary(row, created)
 
 
 async def cancel(settings: Settings, account_id: int) -> dict[str, Any]:

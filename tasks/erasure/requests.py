@@ -58,6 +58,16 @@ async def request_erasure(
     return request, True
 
 
+def summary(request: asyncpg.Record, created: bool) -> dict[str, Any]:
+    """What asking for an erasure answers: the request, its state, when it runs."""
+    return {
+        "request_id": request["id"],
+        "state": request["state"],
+        "run_after": request["run_after"].isoformat(),
+        "created": created,
+    }
+
+
 async def cancel_erasure(conn: Connection, account_id: int, *, cancelled_by: str) -> asyncpg.Record:
     """Cancel the account's pending request before its grace period ends; re-enable the account."""
     async with conn.transaction():

@@ -22,7 +22,7 @@ from honcho.manager import Manager
 from honcho.printer import Printer
 
 from workers.db import connect, migrate_database
-from workers.devstack import seaweedfs
+from workers.devstack import commands, seaweedfs
 from workers.devstack.servers import VENV_BIN, port_open, wait_for_port
 from workers.reachability import broker_problem, postgres_problem
 from workers.settings import Settings
@@ -126,25 +126,9 @@ def run_dev_stack(settings: Settings) -> int:
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     stand_ins = {
         "s3": seaweedfs.command(dev_dir / "s3", s3_port, s3_config, settings.s3_bucket),
-        "smtp": [
-            sys.executable,
-            "-m",
-            "workers.devstack.smtp_sink",
-            "--port",
-            str(smtp_port),
-            "--dir",
-            str(dev_dir / "mail"),
-        ],
-        "localstripe": [str(VENV_BIN / "localstripe"), "--port", str(localstripe_port), "--from-scratch"],
-        "stripe": [
-            sys.executable,
-            "-m",
-            "workers.devstack.stripe_extras",
-            "--port",
-            str(stripe_port),
-            "--upstream",
-            f"http://127.0.0.1:{localstripe_port}",
-        ],
+        "smtp": commands.smtp_sink(smtp_port, dev_dir / "mail"),
+        "localstripe": commands.localstripe(localstripe_port),
+        "stripe": commands.stripe_extras(stripe_port, localstripe_port),
     }
     manager = Manager(Printer(sys.stdout))
     for name, argv in stand_ins.items():

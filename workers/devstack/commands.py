@@ -1,0 +1,30 @@
+"""The command lines of the local stand-ins, shared by `bindery dev`, the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from workers.devstack.servers import VENV_BIN
+
+
+def smtp_sink(port: int, directory: Path) -> list[str]:
+    return [sys.executable, "-m", "workers.devstack.smtp_sink", "--port", str(port), "--dir", str(directory)]
+
+
+def localstripe(port: int) -> list[str]:
+    return [str(VENV_BIN / "localstripe"), "--port", str(port), "--from-scratch"]
+
+
+def stripe_extras(port: int, localstripe_port: int) -> list[str]:
+    """What localstripe lacks, served in front of it (workers/devstack/stripe_extras.py)."""
+    upstream = f"http://127.0.0.1:{localstripe_port}"
+    return [
+        sys.executable,
+        "-m",
+        "workers.devstack.stripe_extras",
+        "--port",
+        str(port),
+        "--upstream",
+        upstream,
+    ]
