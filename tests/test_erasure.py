@@ -165,6 +165,9 @@ async def test_an_erasure_leaves_nothing_but_unlinked_invoices_and_touches_nobod
         assert not any(erased.email.lower() in row["details"].lower() for row in actions)
 
         await assert_intact(resources, bystander)
+        async with pool.acquire() as conn:  # asking again once it is gone: a clear error
+            with pytest.raises(UnknownAccount):
+                await request_erasure(conn, erased.account_id, grace=timedelta(0), requested_by="test")
     finally:
         await remove_databases(erased)
         await remove_databases(bystander)
@@ -282,7 +285,18 @@ def test_the_job_api_asks_for_an_erasure_and_refuses_an_unknown_account(
         job = wait_until(finished, 30, "the erasure request job", interval=0.2)
     assert job["status"] == "done", (tmp_path / "worker.log").read_text()
     assert job["result"]["state"] == "pending" and job["result"]["created"] is True
+    requested_by = asyncio.run(_requested_by(database_url, job["result"]["request_id"]))
+    assert requested_by.startswith("token:")
     wait_until(lambda: mails_to(smtp_sink, "Api.Asked@example.fr"), 10, "the notice email")
+
+
+async def _requested_by(database_url: str, request_id: int) -> str:
+    conn = await connect(database_url)
+    try:
+        who: str = await conn.fetchval("SELECT requested_by FROM erasure_requests WHERE id = $1", request_id)
+        return who
+    finally:
+        await conn.close()
 
 
 async def _new_account(database_url: str, email: str) -> int:

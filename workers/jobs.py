@@ -9,6 +9,7 @@ the outcome on the row, so `GET /jobs/{id}` can say where it stands.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from uuid import UUID
@@ -53,6 +54,13 @@ class JobSpec:
 
 
 JOBS: dict[str, JobSpec] = {}
+
+# Who asked for the job being run ('token:<id>'), for handlers that audit it.
+_requester: ContextVar[str] = ContextVar("job_requester", default="api")
+
+
+def current_requester() -> str:
+    return _requester.get()
 
 
 def job(
@@ -106,7 +114,7 @@ async def run_job(
           -- So its commit need not wait for the WAL flush.
           FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
          WHERE id = $1 AND status IN ('queued', 'running')
-        RETURNING arguments, attempts
+        RETURNING arguments, attempts, token_id
         """,
         job_id,
     )
@@ -114,7 +122,12 @@ async def run_job(
         log.info("job already finished or unknown", job_id=str(job_id))
         return
     try:
-        result = await handler(resources, arguments.model_validate(row["arguments"]))
+        requester = f"token:{row['token_id']}" if row["token_id"] is not None else "api"
+        token = _requester.set(requester)
+        try:
+            result = await handler(resources, arguments.model_validate(row["arguments"]))
+        finally:
+            _requester.reset(token)
     except Exception as error:
         final = row["attempts"] > max_retries
         await pool.execute(

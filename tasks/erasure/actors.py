@@ -13,7 +13,7 @@ from tasks.erasure.notices import request_notice
 from tasks.erasure.requests import cancel_erasure, due_requests, request_erasure, summary
 from tasks.erasure.saga import run_request
 from workers.enqueue import enqueue_many
-from workers.jobs import JobArguments, job
+from workers.jobs import JobArguments, current_requester, job
 from workers.logs import get_logger
 from workers.mail import send_message
 from workers.queues import policy
@@ -49,7 +49,10 @@ async def request_job(resources: Resources, arguments: AccountArguments) -> dict
     second request returns the open one; the notice is sent once."""
     async with resources.pool.acquire() as conn:
         request, created = await request_erasure(
-            conn, arguments.account_id, grace=resources.settings.erasure_grace, requested_by="api"
+            conn,
+            arguments.account_id,
+            grace=resources.settings.erasure_grace,
+            requested_by=current_requester(),
         )
     await send_request_notice(resources, request["id"])
     return summary(request, created)
@@ -58,7 +61,7 @@ async def request_job(resources: Resources, arguments: AccountArguments) -> dict
 async def cancel_job(resources: Resources, arguments: AccountArguments) -> dict[str, Any]:
     """Cancel the account's pending erasure within its grace period. A repeat fails clearly."""
     async with resources.pool.acquire() as conn:
-        cancelled = await cancel_erasure(conn, arguments.account_id, cancelled_by="api")
+        cancelled = await cancel_erasure(conn, arguments.account_id, cancelled_by=current_requester())
     return {"request_id": cancelled["id"], "state": cancelled["state"]}
 
 
