@@ -74,6 +74,13 @@ def test_the_receivers_pre_check_lets_no_card_number_through(text: str, prefix: 
     number = _with_check_digit(prefix)
     grouped = sep.join(number[i : i + 4] for i in range(0, len(number), 4))
     for body in (text, f"{text}{grouped}{text}"):
-        if not may_hold_card_number(body):
+        if not may_hold_card_number(body.encode()):
             assert mask_card_numbers(body) == body
-    assert may_hold_card_number(f"{text}{grouped}{text}")
+    assert may_hold_card_number(f"{text}{grouped}{text}".encode())
+
+
+def test_escaped_or_non_ascii_digits_take_the_full_path() -> None:
+    escaped = "".join(f"\\u{ord(d):04x}" for d in "4242424242424242")
+    assert may_hold_card_number(('{"note": "' + escaped + '"}').encode())
+    assert may_hold_card_number('{"note": "٤٢٤٢"}'.encode())
+    assert not may_hold_card_number(b'{"created": 1795608438, "id": "evt_1234567890ab"}')

@@ -59,7 +59,7 @@ def parse_event(body: bytes) -> IncomingEvent:
         created=datetime.fromtimestamp(created, UTC),
         livemode=bool(event.get("livemode", False)),
         # Most events hold no long digit run at all: store the body as received.
-        payload=json.dumps(mask_card_numbers(event)) if may_hold_card_number(text) else text,
+        payload=json.dumps(mask_card_numbers(event)) if may_hold_card_number(body) else text,
     )
 
 

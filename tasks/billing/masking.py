@@ -9,10 +9,12 @@ from typing import Any
 MASK = "[card number removed]"
 # 13 to 19 digits, optionally grouped by spaces or dashes.
 _CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
-# Every candidate matches this too. It starts with a plain character set, which the
-# regex engine scans for in C, where the candidate's look-behind is tried at every
-# position: on a 2 KB event, 4 µs instead of 28.
-_MAYBE_CANDIDATE = re.compile(r"[0-9][0-9 -]{11,}[0-9]")
+# For the pre-check: every ASCII digit becomes "0", every other byte "x", and spaces and
+# dashes (a card number's separators) are deleted. A candidate then leaves 13 "0"s in a
+# row. bytes.translate and `in` run in C: about 1 µs for a 2 KB event, where a regex
+# scan took 4 to 28 µs, a tenth of the receiver's time per event.
+_DIGITS_TO_ZERO = bytes(ord("0") if chr(byte).isdigit() and byte < 128 else ord("x") for byte in range(256))
+_RUN = b"0" * 13
 
 
 def luhn_valid(digits: str) -> bool:
@@ -35,9 +37,15 @@ def _mask_text(text: str) -> str:
     return _CANDIDATE.sub(replace, text)
 
 
-def may_hold_card_number(text: str) -> bool:
-    """Cheap pre-check on a raw body: False means nothing in it can need masking."""
-    return _MAYBE_CANDIDATE.search(text) is not None
+def may_hold_card_number(body: bytes) -> bool:
+    """Cheap pre-check on a raw body: False means nothing in it can need masking.
+
+    A body with JSON escapes (`\\u0034` is a "4") or non-ASCII bytes (digits of other
+    scripts) always takes the full path, which decodes before it looks.
+    """
+    if b"\\u" in body or not body.isascii():
+        return True
+    return _RUN in body.translate(_DIGITS_TO_ZERO, b" -")
 
 
 def mask_card_numbers(value: Any) -> Any:
