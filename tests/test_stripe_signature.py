@@ -84,3 +84,12 @@ def test_escaped_or_non_ascii_digits_take_the_full_path() -> None:
     assert may_hold_card_number(('{"note": "' + escaped + '"}').encode())
     assert may_hold_card_number('{"note": "٤٢٤٢"}'.encode())
     assert not may_hold_card_number(b'{"created": 1795608438, "id": "evt_1234567890ab"}')
+
+
+def test_a_card_number_hidden_in_json_escapes_is_masked_before_storing() -> None:
+    from tasks.billing.inbox import parse_event
+
+    escaped = "".join(f"\\u{ord(d):04x}" for d in "4242424242424242")
+    body = '{"id": "evt_x1", "object": "event", "type": "t", "created": 1, "data": {"object": {"note": "'
+    event = parse_event((body + escaped + '"}}}').encode())
+    assert "4242424242424242" not in event.payload and MASK in event.payload
