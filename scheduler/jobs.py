@@ -60,6 +60,10 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob("billing.reconcile_stripe", "7 * * * *", actor="billing.reconcile_stripe"),
     # Erasures whose grace period has ended (and any whose worker died) run within a minute.
     ScheduledJob("erasure.run_due", "* * * * *", actor="erasure.run_due"),
+    # The policy's daily backup of every paid customer's instances.
+    ScheduledJob(
+        "backups.nightly", "0 2 * * *", actor="backups.run_nightly", timezone="Europe/Paris", pass_slot=True
+    ),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).

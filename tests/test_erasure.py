@@ -155,7 +155,7 @@ async def test_an_erasure_leaves_nothing_but_unlinked_invoices_and_touches_nobod
         assert status["retained"]["invoices"]["count"] == 1
         assert "L123-22" in status["retained"]["invoices"]["legal_basis"]
         counts = {step["step"]: step["counts"] for step in status["steps"]}
-        assert counts["backup_objects"] == {"objects": 6, "multipart_uploads": 1}
+        assert counts["backup_objects"] == {"objects": 6, "multipart_uploads": 1, "catalog_rows": 0}
         assert counts["instance_databases"] == {"instance_databases": 2}
         assert counts["stripe_customer"] == {"stripe_customers": 1}
         actions = await pool.fetch(

@@ -15,6 +15,7 @@ PRODUCTION_READY = {
     "S3_ENDPOINT_URL": "https://s3.fr-par.scw.cloud",
     "BACKUP_RECIPIENTS": "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
     "ERASURE_LEDGER_KEY": "a-long-random-production-key",
+    "BACKUP_IDENTITY_FILE": "/etc/bindery/backup-identity.txt",
     "SMTP_URL": "smtp://user:pass@smtp.example.net:587",
     "TRUST_PROXY": "1",
 }
@@ -63,7 +64,8 @@ def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize(
-    "variable", ["BACKUP_RECIPIENTS", "STRIPE_WEBHOOK_SECRET", "S3_ENDPOINT_URL", "SMTP_URL"]
+    "variable",
+    ["BACKUP_RECIPIENTS", "BACKUP_IDENTITY_FILE", "STRIPE_WEBHOOK_SECRET", "S3_ENDPOINT_URL", "SMTP_URL"],
 )
 def test_production_refuses_each_development_value(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     for name, value in PRODUCTION_READY.items():

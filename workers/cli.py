@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from typing import Any
 
 from workers.settings import Settings, SettingsError, load_settings
 from workers.text_tables import print_table
@@ -235,6 +236,30 @@ def cmd_erasure(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from tasks.backups import operate
+    from tasks.backups.pipeline import BackupFailed
+    from workers.jobs import JobError
+
+    try:
+        if args.action == "run":
+            try:
+                day = date.fromisoformat(args.day) if args.day else None
+            except ValueError:
+                return _fail("--day takes a date such as 2026-11-25", 2)
+            result: Any = asyncio.run(operate.run(settings, args.instance, day, args.force))
+        elif args.action == "verify":
+            result = asyncio.run(operate.verify(settings, args.backup_id))
+        else:
+            result = asyncio.run(operate.restore(settings, args.backup_id, args.into))
+    except (JobError, BackupFailed) as error:
+        return _fail(str(error))
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bindery", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -281,6 +306,19 @@ def make_parser() -> argparse.ArgumentParser:
     push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
     push.add_argument("account_id", type=int)
     stripe_.set_defaults(handler=cmd_stripe)
+
+    backup = commands.add_parser("backup", help="encrypted backups of instances")
+    backup_actions = backup.add_subparsers(dest="action", required=True, metavar="ACTION")
+    backup_run = backup_actions.add_parser("run", help="back up one instance, or every paid one, now")
+    backup_run.add_argument("--instance", type=int, help="one instance (default: every paid account's)")
+    backup_run.add_argument("--day", help="the day it is for (YYYY-MM-DD; default today in Paris)")
+    backup_run.add_argument("--force", action="store_true", help="a new generation even if one exists")
+    backup_verify = backup_actions.add_parser("verify", help="download, check, decrypt, pg_restore --list")
+    backup_verify.add_argument("backup_id")
+    backup_restore = backup_actions.add_parser("restore", help="restore a backup into a database")
+    backup_restore.add_argument("backup_id")
+    backup_restore.add_argument("--into", required=True, metavar="DATABASE_URL")
+    backup.set_defaults(handler=cmd_backup)
 
     erasure = commands.add_parser("erasure", help="account erasure requests")
     erasure_actions = erasure.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -25,6 +25,7 @@ DEV_AWS_SECRET_ACCESS_KEY = "bindery-dev-secret"  # noqa: S105 (refused in produ
 # Public half of workers/devstack/dev-backup-identity.txt: anyone can decrypt what it protects.
 DEV_BACKUP_RECIPIENT = "age10vswtwy4k39v24njtgxy8tf2t6p2jxdq8pr9tvzgdrc6t9ygyg9qjmj7dm"
 DEV_ERASURE_LEDGER_KEY = "bindery-development-ledger-key"
+DEV_BACKUP_IDENTITY_FILE = Path(__file__).parent / "devstack" / "dev-backup-identity.txt"
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -86,6 +87,8 @@ class Settings(BaseSettings):
 
     backup_recipients: CommaList = Field(default_factory=lambda: [DEV_BACKUP_RECIPIENT], min_length=1)
     backup_retention_days: int = Field(default=30, ge=1, le=3650)
+    # The age identity that decrypts backups: only `backup verify` and `restore` read it.
+    backup_identity_file: Path = DEV_BACKUP_IDENTITY_FILE
 
     smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:8025")
     mail_from: str = "bindery <no-reply@bindery.localhost>"
@@ -185,6 +188,11 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
         "BACKUP_RECIPIENTS",
         DEV_BACKUP_RECIPIENT in settings.backup_recipients,
         "the development key is refused in production (anyone can decrypt with it)",
+    )
+    refuse(
+        "BACKUP_IDENTITY_FILE",
+        settings.backup_identity_file.resolve() == DEV_BACKUP_IDENTITY_FILE.resolve(),
+        "the development identity is refused in production",
     )
     refuse(
         "ERASURE_LEDGER_KEY",

@@ -32,6 +32,7 @@ Step = Callable[[Erasure], Awaitable[Counts]]
 COVERED_TABLES = {
     "accounts": "deleted last (delete_account)",
     "instances": "databases dropped, rows deleted (instance_databases, rows)",
+    "backups": "objects deleted, catalog rows deleted (backup_objects)",
     "subscriptions": "deleted (rows)",
     "payment_methods": "deleted (rows)",
     "mandates": "deleted (rows)",
@@ -94,7 +95,10 @@ async def backup_objects(erasure: Erasure) -> Counts:
     for prefix_counts in deleted:
         for key, value in prefix_counts.items():
             counts[key] += value
-    return counts
+    result = await erasure.pool.execute(
+        "DELETE FROM backups WHERE instance_id = ANY($1::bigint[])", erasure.instance_ids
+    )
+    return {**counts, "catalog_rows": int(result.split()[-1])}
 
 
 async def account_objects(erasure: Erasure) -> list[str]:

@@ -1,0 +1,76 @@
+"""Backup actors and jobs: thin wrappers over tasks.backups.run."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import dramatiq
+from pydantic import Field
+
+from tasks.backups.run import run_backup
+from workers.enqueue import enqueue_many
+from workers.jobs import JobArguments, job
+from workers.logs import get_logger
+from workers.queues import policy
+from workers.resources import Resources, current_resources
+
+log = get_logger(__name__)
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def local_day(moment: datetime) -> date:
+    """The day a backup is for: the Paris calendar day, as customers count days."""
+    return moment.astimezone(PARIS).date()
+
+
+class InstanceArguments(JobArguments):
+    instance_id: int = Field(gt=0)
+
+
+async def instance_exists(pool: asyncpg.Pool, arguments: InstanceArguments) -> str | None:
+    found = await pool.fetchval("SELECT 1 FROM instances WHERE id = $1", arguments.instance_id)
+    return None if found else f"unknown instance {arguments.instance_id}"
+
+
+async def run_now_job(resources: Resources, arguments: InstanceArguments) -> dict[str, Any]:
+    """Back the instance up for today (Paris). Idempotent: today's complete backup is kept."""
+    now = await resources.pool.fetchval("SELECT now()")
+    return await run_backup(resources.pool, resources.settings, arguments.instance_id, local_day(now))
+
+
+job(
+    "backups.run_now", scope="backups", arguments=InstanceArguments, queue="backups", precheck=instance_exists
+)(run_now_job)
+
+
+@dramatiq.actor(actor_name="backups.run", queue_name="backups", **policy("backups").actor_options())
+async def run(instance_id: int, day: str) -> None:
+    """One instance's backup of one day. Idempotent: see tasks.backups.run."""
+    resources = current_resources()
+    outcome = await run_backup(resources.pool, resources.settings, instance_id, date.fromisoformat(day))
+    log.info(
+        "backup run", instance_id=instance_id, day=day, state=outcome["state"], created=outcome["created"]
+    )
+
+
+async def paid_instances(pool: asyncpg.Pool) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT i.id FROM instances i JOIN paid_accounts p ON p.account_id = i.account_id ORDER BY i.id"
+    )
+    return [row["id"] for row in rows]
+
+
+@dramatiq.actor(actor_name="backups.run_nightly", **policy("default").actor_options())
+async def run_nightly(slot: str) -> None:
+    """Fan out one `backups.run` per instance of a paid account, for the slot's Paris day.
+    Safe to repeat: each (instance, day) is backed up once."""
+    day = local_day(datetime.fromisoformat(slot)).isoformat()
+    instance_ids = await paid_instances(current_resources().pool)
+    messages = [run.message(instance_id, day) for instance_id in instance_ids]
+    if messages:
+        await asyncio.to_thread(enqueue_many, run.broker, messages)
+    log.info("nightly backups sent", count=len(messages), day=day)

@@ -1,0 +1,164 @@
+"""`pg_dump -Fc` → zstd → age → S3 multipart upload, streamed in bounded memory.
+
+The blocking part runs in one thread: pg_dump writes to a pipe, `_Compressing` reads it
+and compresses on demand, pyrage encrypts from that reader into `_Parts`, which cuts the
+ciphertext into parts and hands each to `upload_part` (an S3 call made on the event
+loop). Memory holds one part and a few chunks whatever the database size.
+
+zstd and age succeed happily on a truncated input, so pg_dump's exit status decides:
+a dump that did not exit 0 fails the backup, and the caller aborts the upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+
+import pyrage
+import zstandard
+
+CHUNK = 1 << 20
+MIN_PART = 5 << 20  # S3's smallest part (but the last)
+MAX_PARTS = 1000  # Scaleway's limit per multipart upload
+
+
+class BackupFailed(Exception):
+    """A stage failed; the message says which (no data, no connection string)."""
+
+
+def part_size_for(database_bytes: int) -> int:
+    """Parts large enough that even an incompressible dump stays under MAX_PARTS, with room."""
+    needed = -(-int(database_bytes * 1.2) // (MAX_PARTS - 100))
+    return max(MIN_PART, -(-needed // (1 << 20)) * (1 << 20))
+
+
+class _Compressing:
+    """A file-like reader: pg_dump's output, zstd-compressed, as pyrage asks for it."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self.source = source
+        self.compressor = zstandard.ZstdCompressor(level=3).compressobj()
+        self.pending = b""
+        self.raw_bytes = 0
+        self.finished = False
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.finished and (size < 0 or len(self.pending) < size):
+            chunk = self.source.read(CHUNK)
+            if chunk:
+                self.raw_bytes += len(chunk)
+                self.pending += self.compressor.compress(chunk)
+            else:
+                self.pending += self.compressor.flush()
+                self.finished = True
+        if size < 0:
+            size = len(self.pending)
+        out, self.pending = self.pending[:size], self.pending[size:]
+        return out
+
+
+class _Parts:
+    """A file-like writer: the ciphertext, hashed and cut into parts."""
+
+    def __init__(self, part_size: int, upload_part: Callable[[int, bytes], None]) -> None:
+        self.part_size = part_size
+        self.upload_part = upload_part
+        self.buffer = bytearray()
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.parts = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        self.buffer += data
+        while len(self.buffer) >= self.part_size:
+            self._send(bytes(self.buffer[: self.part_size]))
+            del self.buffer[: self.part_size]
+        return len(data)
+
+    def flush(self) -> None:
+        """pyrage flushes as it goes; parts are cut only at `close`."""
+
+    def close(self) -> None:
+        if self.buffer or self.parts == 0:
+            self._send(bytes(self.buffer))
+            self.buffer.clear()
+
+    def _send(self, data: bytes) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise BackupFailed(f"more than {MAX_PARTS} parts: the part size was too small")
+        self.upload_part(self.parts, data)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    dump_bytes: int
+    object_bytes: int
+    sha256: str
+    parts: int
+
+
+def stream_backup(
+    database_url: str, recipients: list[str], part_size: int, upload_part: Callable[[int, bytes], None]
+) -> Streamed:
+    """Dump, compress, encrypt and hand over every part. Blocking: run it in a thread."""
+    keys = [pyrage.x25519.Recipient.from_str(recipient) for recipient in recipients]
+    dump = subprocess.Popen(
+        # -Z0: zstd compresses better and faster than pg_dump's own zlib.
+        ["pg_dump", "-Fc", "-Z0", "--no-owner", "--dbname", database_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its messages may name the database's contents; the status is enough
+    )
+    assert dump.stdout is not None
+    reader, writer = _Compressing(dump.stdout), _Parts(part_size, upload_part)
+    try:
+        pyrage.encrypt_io(reader, writer, keys)
+        status = dump.wait()
+        if status != 0:
+            raise BackupFailed(f"pg_dump exited with status {status}")
+        writer.close()
+    finally:
+        if dump.poll() is None:
+            dump.kill()
+            dump.wait()
+        dump.stdout.close()
+    return Streamed(reader.raw_bytes, writer.size, writer.sha256.hexdigest(), writer.parts)
+
+
+def restore_stream(read_chunk: Callable[[], bytes], identity: str, target: IO[bytes]) -> None:
+    """Decrypt and decompress an object read chunk by chunk into `target` (e.g. pg_restore's stdin)."""
+
+    class _Source:
+        """Never more than asked for: pyrage reads into a buffer of `size` bytes."""
+
+        def __init__(self) -> None:
+            self.pending = b""
+
+        def read(self, size: int = -1) -> bytes:
+            while size < 0 or len(self.pending) < size:
+                chunk = read_chunk()
+                if not chunk:
+                    break
+                self.pending += chunk
+            if size < 0:
+                size = len(self.pending)
+            out, self.pending = self.pending[:size], self.pending[size:]
+            return out
+
+    class _Decompressing:
+        def __init__(self) -> None:
+            self.decompressor = zstandard.ZstdDecompressor().decompressobj()
+
+        def write(self, data: bytes) -> int:
+            target.write(self.decompressor.decompress(data))
+            return len(data)
+
+        def flush(self) -> None:
+            target.flush()
+
+    pyrage.decrypt_io(_Source(), _Decompressing(), [pyrage.x25519.Identity.from_str(identity)])

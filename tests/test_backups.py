@@ -1,0 +1,158 @@
+"""Backups through the real pipeline: pg_dump, zstd, age, SeaweedFS; read back with pg_restore."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import date
+
+import asyncpg
+import pytest
+
+from tasks.backups.pipeline import BackupFailed, part_size_for
+from tasks.backups.restore import restore_backup, verify_backup
+from tasks.backups.run import run_backup
+from tests.processes import eventually, run_bindery
+from workers.db import connect, database_name, drop_database, ensure_database
+from workers.resources import Resources
+from workers.s3 import s3_client
+
+DAY = date(2026, 11, 25)
+
+
+@pytest.fixture
+async def instance(worker_resources: Resources, database_url: str) -> AsyncIterator[tuple[int, str]]:
+    pool = worker_resources.pool
+    url = database_url.rsplit("/", 1)[0] + f"/backup_src_{secrets.token_hex(4)}"
+    await ensure_database(url)
+    conn = await asyncpg.connect(url)
+    await conn.execute(
+        "CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 20000) g;"
+        "CREATE TABLE customers AS SELECT g AS id FROM generate_series(1, 300) g;"
+    )
+    await conn.close()
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"{secrets.token_hex(4)}@ex.fr",
+    )
+    instance_id: int = await pool.fetchval(
+        "INSERT INTO instances (account_id, name, database_url) VALUES ($1, 'shop', $2) RETURNING id",
+        account_id,
+        url,
+    )
+    yield instance_id, url
+    await drop_database(url)
+
+
+def test_parts_stay_under_scalewas_limit_whatever_the_size() -> None:
+    for size in (0, 10 << 20, 50 << 30, 4 << 40):
+        part = part_size_for(size)
+        assert part >= 5 << 20 and size * 1.2 / part < 1000
+
+
+async def test_a_backup_is_streamed_encrypted_with_a_manifest_and_restores(
+    worker_resources: Resources, instance: tuple[int, str], database_url: str
+) -> None:
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id = instance[0]
+    outcome = await run_backup(pool, settings, instance_id, DAY)
+    assert outcome["state"] == "complete" and outcome["created"]
+    again = await run_backup(pool, settings, instance_id, DAY)  # the same day twice: one backup
+    assert again == {**outcome, "created": False}
+    assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
+
+    row = await pool.fetchrow("SELECT * FROM backups WHERE id = $1::uuid", outcome["backup_id"])
+    assert row["object_key"].startswith(f"instances/{instance_id}/2026-11-25/")
+    async with s3_client(settings) as client:
+        stored = await (await client.get_object(Bucket=settings.s3_bucket, Key=row["object_key"]))[
+            "Body"
+        ].read()
+        manifest = json.loads(
+            await (await client.get_object(Bucket=settings.s3_bucket, Key=row["manifest_key"]))["Body"].read()
+        )
+    assert stored.startswith(b"age-encryption.org/v1") and b"orders" not in stored
+    assert manifest["sha256"] == row["sha256"] and manifest["object_bytes"] == len(stored)
+    assert manifest["recipients"] == settings.backup_recipients and manifest["postgresql_version"]
+
+    verified = await verify_backup(pool, settings, settings.backup_identity_file, row["id"])
+    assert verified["entries"] > 2
+    assert await pool.fetchval("SELECT state FROM backups WHERE id = $1", row["id"]) == "verified"
+
+    target = database_url.rsplit("/", 1)[0] + f"/backup_dst_{secrets.token_hex(4)}"
+    await ensure_database(target)
+    try:
+        await restore_backup(pool, settings, settings.backup_identity_file, row["id"], target)
+        conn = await connect(target)
+        counts = (
+            await conn.fetchval("SELECT count(*) FROM orders"),
+            await conn.fetchval("SELECT count(*) FROM customers"),
+        )
+        await conn.close()
+        assert counts == (20000, 300)
+    finally:
+        await drop_database(target)
+
+    forced = await run_backup(pool, settings, instance_id, DAY, force=True)
+    assert forced["created"] and forced["backup_id"] != outcome["backup_id"]
+
+
+async def test_a_pg_dump_killed_half_way_fails_the_backup_and_leaves_no_upload(
+    worker_resources: Resources, instance: tuple[int, str]
+) -> None:
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id, source_url = instance
+    conn = await asyncpg.connect(source_url)  # large enough to still be dumping when killed
+    await conn.execute(
+        "CREATE TABLE big AS SELECT g, md5(g::text) AS a, md5((g + 1)::text) AS b"
+        " FROM generate_series(1, 1500000) g"
+    )
+    await conn.close()
+    backup = asyncio.create_task(run_backup(pool, settings, instance_id, DAY))
+
+    async def dumping() -> int | None:
+        found = subprocess.run(["pgrep", "-f", f"pg_dump .*{database_name(source_url)}"], capture_output=True)
+        return int(found.stdout.split()[0]) if found.stdout else None
+
+    pid = await eventually(dumping, 30, "pg_dump to start")
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(BackupFailed, match="pg_dump exited"):
+        await backup
+    row = await pool.fetchrow("SELECT state, error, sha256 FROM backups WHERE instance_id = $1", instance_id)
+    assert (row["state"], row["sha256"]) == ("failed", None) and "pg_dump" in row["error"]
+    async with s3_client(settings) as client:
+        prefix = f"instances/{instance_id}/"
+        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)
+        uploads = await client.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
+    assert listing.get("KeyCount", 0) == 0 and not uploads.get("Uploads")
+    # A later run takes the same row again, and succeeds.
+    assert (await run_backup(pool, settings, instance_id, DAY))["state"] == "complete"
+    assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
+
+
+def test_the_cli_refuses_a_bad_day_and_an_unknown_backup(s3_server: str) -> None:
+    bad = run_bindery("backup", "run", "--day", "yesterday")
+    assert bad.returncode == 2 and "--day" in bad.stderr
+    unknown = run_bindery("backup", "verify", "00000000-0000-0000-0000-000000000000")
+    assert unknown.returncode == 1 and "unknown backup" in unknown.stderr
+
+
+async def test_asyncio_is_not_blocked_while_a_backup_streams(
+    worker_resources: Resources, instance: tuple[int, str]
+) -> None:
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.005)
+
+    ticker = asyncio.create_task(tick())
+    await run_backup(worker_resources.pool, worker_resources.settings, instance[0], date(2026, 11, 24))
+    ticker.cancel()
+    assert ticks > 3
