@@ -64,6 +64,10 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob(
         "backups.nightly", "0 2 * * *", actor="backups.run_nightly", timezone="Europe/Paris", pass_slot=True
     ),
+    # Only the last 30 days are kept (BACKUP_RETENTION_DAYS).
+    ScheduledJob(
+        "backups.expire", "30 3 * * *", actor="backups.expire", timezone="Europe/Paris", pass_slot=True
+    ),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).

@@ -9,11 +9,12 @@ import secrets
 import signal
 import subprocess
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, timedelta
 
 import asyncpg
 import pytest
 
+from tasks.backups.expiry import expire_backups
 from tasks.backups.pipeline import BackupFailed, part_size_for
 from tasks.backups.restore import restore_backup, verify_backup
 from tasks.backups.run import run_backup
@@ -156,3 +157,24 @@ async def test_asyncio_is_not_blocked_while_a_backup_streams(
     await run_backup(worker_resources.pool, worker_resources.settings, instance[0], date(2026, 11, 24))
     ticker.cancel()
     assert ticks > 3
+
+
+async def test_over_45_days_never_more_than_30_backups_none_older_than_30_days(
+    worker_resources: Resources, instance: tuple[int, str]
+) -> None:
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id = instance[0]
+    first = date(2026, 1, 1)
+    async with s3_client(settings) as client:
+        for n in range(45):  # an injected clock: day after day, the nightly run then the expiry
+            today = first + timedelta(days=n)
+            assert (await run_backup(pool, settings, instance_id, today))["state"] == "complete"
+            await expire_backups(pool, settings, client, today)
+            kept = await pool.fetch(
+                "SELECT day FROM backups WHERE instance_id = $1 AND state <> 'expired'", instance_id
+            )
+            assert len(kept) == min(n + 1, 30)
+            assert min(row["day"] for row in kept) > today - timedelta(days=30)
+        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"instances/{instance_id}/")
+        assert await expire_backups(pool, settings, client, today) == 0  # idempotent
+    assert listing["KeyCount"] == 2 * 30  # an object and a manifest per kept backup

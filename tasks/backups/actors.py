@@ -11,6 +11,7 @@ import asyncpg
 import dramatiq
 from pydantic import Field
 
+from tasks.backups.expiry import expire_backups
 from tasks.backups.run import run_backup
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
@@ -74,3 +75,13 @@ async def run_nightly(slot: str) -> None:
     if messages:
         await asyncio.to_thread(enqueue_many, run.broker, messages)
     log.info("nightly backups sent", count=len(messages), day=day)
+
+
+@dramatiq.actor(actor_name="backups.expire", queue_name="backups", **policy("backups").actor_options())
+async def expire(slot: str) -> None:
+    """Delete the backups older than the retention. Idempotent: see tasks.backups.expiry."""
+    resources = current_resources()
+    count = await expire_backups(
+        resources.pool, resources.settings, resources.s3, local_day(datetime.fromisoformat(slot))
+    )
+    log.info("backups expired", count=count)
