@@ -64,6 +64,14 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob(
         "backups.nightly", "0 2 * * *", actor="backups.run_nightly", timezone="Europe/Paris", pass_slot=True
     ),
+    # Proof that backups restore: the newest one, into a scratch database, compared.
+    ScheduledJob(
+        "backups.restore_test",
+        "0 5 * * *",
+        actor="backups.restore_test",
+        timezone="Europe/Paris",
+        pass_slot=True,
+    ),
     # Only the last 30 days are kept (BACKUP_RETENTION_DAYS).
     ScheduledJob(
         "backups.expire", "30 3 * * *", actor="backups.expire", timezone="Europe/Paris", pass_slot=True

@@ -15,6 +15,8 @@ CREATE TABLE backups (
     sha256       text CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     parts        integer,
     pg_version   text,
+    -- Rows per table in the snapshot the dump was taken from: what the restore test compares.
+    table_counts jsonb,
     started_at   timestamptz NOT NULL DEFAULT now(),
     lease_until  timestamptz,
     finished_at  timestamptz,

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 
@@ -135,7 +136,7 @@ async def test_a_pg_dump_killed_half_way_fails_the_backup_and_leaves_no_upload(
     assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
 
 
-def test_the_cli_refuses_a_bad_day_and_an_unknown_backup(s3_server: str) -> None:
+def test_the_cli_refuses_a_bad_day_and_an_unknown_backup(database_url: str, s3_server: str) -> None:
     bad = run_bindery("backup", "run", "--day", "yesterday")
     assert bad.returncode == 2 and "--day" in bad.stderr
     unknown = run_bindery("backup", "verify", "00000000-0000-0000-0000-000000000000")
@@ -178,3 +179,32 @@ async def test_over_45_days_never_more_than_30_backups_none_older_than_30_days(
         listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"instances/{instance_id}/")
         assert await expire_backups(pool, settings, client, today) == 0  # idempotent
     assert listing["KeyCount"] == 2 * 30  # an object and a manifest per kept backup
+
+
+async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump_time(
+    worker_resources: Resources, instance: tuple[int, str]
+) -> None:
+    from tasks.backups.restore_test import latest_unverified, restore_test
+
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id, source_url = instance
+    backup_id = (await run_backup(pool, settings, instance_id, date(2026, 10, 1)))["backup_id"]
+    conn = await asyncpg.connect(source_url)
+    await conn.execute("INSERT INTO customers SELECT g FROM generate_series(301, 400) g")  # after the dump
+    await conn.close()
+    counts = await pool.fetchval("SELECT table_counts FROM backups WHERE id = $1::uuid", backup_id)
+    assert counts == {'"public"."customers"': 300, '"public"."orders"': 20000}
+
+    assert str(await latest_unverified(pool)) == backup_id
+    outcome = await restore_test(pool, settings, uuid.UUID(backup_id))
+    assert (outcome["tables"], outcome["rows"]) == (2, 20300)
+    assert await pool.fetchval("SELECT state FROM backups WHERE id = $1::uuid", backup_id) == "verified"
+
+    # A catalog that disagrees with what restores fails the test.
+    await pool.execute(
+        """UPDATE backups SET state = 'complete', table_counts = '{"\\"public\\".\\"orders\\"": 1}'
+            WHERE id = $1::uuid""",
+        backup_id,
+    )
+    with pytest.raises(BackupFailed, match="differ from the source"):
+        await restore_test(pool, settings, uuid.UUID(backup_id))

@@ -12,6 +12,8 @@ import dramatiq
 from pydantic import Field
 
 from tasks.backups.expiry import expire_backups
+from tasks.backups.restore_test import latest_unverified
+from tasks.backups.restore_test import restore_test as run_restore_test
 from tasks.backups.run import run_backup
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
@@ -85,3 +87,16 @@ async def expire(slot: str) -> None:
         resources.pool, resources.settings, resources.s3, local_day(datetime.fromisoformat(slot))
     )
     log.info("backups expired", count=count)
+
+
+@dramatiq.actor(actor_name="backups.restore_test", queue_name="backups", **policy("backups").actor_options())
+async def restore_test(slot: str) -> None:
+    """Restore the newest unverified backup into a scratch database and compare it with
+    its source. Safe to repeat: a verified backup is not picked again."""
+    resources = current_resources()
+    backup_id = await latest_unverified(resources.pool)
+    if backup_id is None:
+        log.info("restore test: no backup waiting to be verified")
+        return
+    outcome = await run_restore_test(resources.pool, resources.settings, backup_id)
+    log.info("restore test passed", backup_id=outcome["backup_id"], tables=outcome["tables"])

@@ -104,13 +104,25 @@ class Streamed:
 
 
 def stream_backup(
-    database_url: str, recipients: list[str], part_size: int, upload_part: Callable[[int, bytes], None]
+    database_url: str,
+    recipients: list[str],
+    part_size: int,
+    upload_part: Callable[[int, bytes], None],
+    snapshot: str | None = None,
 ) -> Streamed:
     """Dump, compress, encrypt and hand over every part. Blocking: run it in a thread."""
     keys = [pyrage.x25519.Recipient.from_str(recipient) for recipient in recipients]
     dump = subprocess.Popen(
         # -Z0: zstd compresses better and faster than pg_dump's own zlib.
-        ["pg_dump", "-Fc", "-Z0", "--no-owner", "--dbname", database_url],
+        [
+            "pg_dump",
+            "-Fc",
+            "-Z0",
+            "--no-owner",
+            *([f"--snapshot={snapshot}"] if snapshot else []),
+            "--dbname",
+            database_url,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # its messages may name the database's contents; the status is enough
     )

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
 from tasks.backups.pipeline import BackupFailed, part_size_for, stream_backup
+from workers.db import quote_identifier
 from workers.jobs import JobError, describe_error
 from workers.s3 import s3_client
 from workers.settings import Settings
@@ -61,12 +65,40 @@ async def _claim(conn: asyncpg.Pool, instance_id: int, day: date, force: bool) -
     return claimed
 
 
-async def _database_facts(database_url: str) -> tuple[int, str]:
+@dataclass(frozen=True)
+class Snapshot:
+    size: int
+    version: str
+    snapshot_id: str
+    table_counts: dict[str, int]
+
+
+async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Rows per user table, by schema-qualified name."""
+    tables = await conn.fetch(
+        """SELECT table_schema, table_name FROM information_schema.tables
+            WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+            ORDER BY 1, 2"""
+    )
+    counts = {}
+    for table in tables:
+        name = quote_identifier(table["table_schema"]) + "." + quote_identifier(table["table_name"])
+        counts[name] = int(await conn.fetchval("SELECT count(*) FROM " + name))
+    return counts
+
+
+@asynccontextmanager
+async def source_snapshot(database_url: str) -> AsyncIterator[Snapshot]:
+    """A snapshot of the instance's database, exported for pg_dump (`--snapshot`) and held
+    open while it runs: the row counts taken here are exactly what the dump contains."""
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
-        size: int = await conn.fetchval("SELECT pg_database_size(current_database())")
-        version: str = await conn.fetchval("SHOW server_version")
-        return size, version
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot_id: str = await conn.fetchval("SELECT pg_export_snapshot()")
+            size: int = await conn.fetchval("SELECT pg_database_size(current_database())")
+            version: str = await conn.fetchval("SHOW server_version")
+            counts = await table_counts(conn)
+            yield Snapshot(size, version, snapshot_id, counts)
     finally:
         await conn.close()
 
@@ -106,10 +138,16 @@ async def run_backup(
             etags[number] = asyncio.run_coroutine_threadsafe(call, loop).result()["ETag"]
 
         try:
-            size, version = await _database_facts(database_url)
-            streamed = await asyncio.to_thread(
-                stream_backup, database_url, settings.backup_recipients, part_size_for(size), upload_part
-            )
+            async with source_snapshot(database_url) as snapshot:
+                streamed = await asyncio.to_thread(
+                    stream_backup,
+                    database_url,
+                    settings.backup_recipients,
+                    part_size_for(snapshot.size),
+                    upload_part,
+                    snapshot.snapshot_id,
+                )
+            version = snapshot.version
             await client.complete_multipart_upload(
                 Bucket=bucket,
                 Key=row["object_key"],
@@ -128,6 +166,7 @@ async def run_backup(
                 "parts": streamed.parts,
                 "recipients": settings.backup_recipients,  # public keys: they name who can decrypt
                 "postgresql_version": version,
+                "table_counts": snapshot.table_counts,
                 "started_at": started.isoformat(),
                 "finished_at": finished.isoformat(),
                 "format": "pg_dump -Fc -Z0 | zstd | age",
@@ -150,7 +189,7 @@ async def run_backup(
             raise
     await pool.execute(
         """UPDATE backups SET state = 'complete', dump_bytes = $2, object_bytes = $3, sha256 = $4, parts = $5,
-                  pg_version = $6, finished_at = now(), lease_until = NULL
+                  pg_version = $6, table_counts = $7, finished_at = now(), lease_until = NULL
             WHERE id = $1""",
         row["id"],
         streamed.dump_bytes,
@@ -158,5 +197,6 @@ async def run_backup(
         streamed.sha256,
         streamed.parts,
         version,
+        snapshot.table_counts,
     )
     return {"backup_id": str(row["id"]), "state": "complete", "created": True}
