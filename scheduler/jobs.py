@@ -72,6 +72,8 @@ SCHEDULE: list[ScheduledJob] = [
         timezone="Europe/Paris",
         pass_slot=True,
     ),
+    # Every paid instance has a verified backup of the last 26 hours, or operators hear of it.
+    ScheduledJob("backups.freshness", "23 * * * *", actor="backups.freshness"),
     # Only the last 30 days are kept (BACKUP_RETENTION_DAYS).
     ScheduledJob(
         "backups.expire", "30 3 * * *", actor="backups.expire", timezone="Europe/Paris", pass_slot=True

@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -208,3 +209,29 @@ async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump
     )
     with pytest.raises(BackupFailed, match="differ from the source"):
         await restore_test(pool, settings, uuid.UUID(backup_id))
+
+
+async def test_a_paid_instance_without_a_fresh_verified_backup_alerts_the_operators(
+    worker_resources: Resources, instance: tuple[int, str], smtp_sink: Path
+) -> None:
+    from tasks.backups.freshness import check_freshness, stale_instances
+    from tests.erasure_scenario import mails_to
+
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id = instance[0]
+    account_id = await pool.fetchval("SELECT account_id FROM instances WHERE id = $1", instance_id)
+    assert instance_id not in await stale_instances(pool)  # not paid: not backed up, not stale
+    await pool.execute(
+        "INSERT INTO subscriptions (id, customer_id, account_id, status) VALUES ($1, 'cus_x', $2, 'active')",
+        f"sub_fresh{instance_id}",
+        account_id,
+    )
+    before = len(mails_to(smtp_sink, settings.ops_email))
+    assert instance_id in await check_freshness(pool, settings)
+    [alert] = mails_to(smtp_sink, settings.ops_email)[before:]
+    assert f"instance {instance_id}" in alert.get_content()
+
+    backup_id = (await run_backup(pool, settings, instance_id, date(2026, 9, 1)))["backup_id"]
+    assert instance_id in await stale_instances(pool)  # complete is not enough: verified is
+    await verify_backup(pool, settings, settings.backup_identity_file, uuid.UUID(backup_id))
+    assert instance_id not in await stale_instances(pool)

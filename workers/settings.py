@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     mail_from: str = "bindery <no-reply@bindery.localhost>"
     # Where customers write about their data (the policy names the GDPR referral contact).
     privacy_contact: str = "privacy@bindery.localhost"
+    # Who is told when a paid instance has no verified backup of the last 26 hours.
+    ops_email: str = "ops@bindery.localhost"
 
     erasure_grace: Duration = timedelta(hours=24)
     erasure_ledger_key: SecretStr = SecretStr(DEV_ERASURE_LEDGER_KEY)

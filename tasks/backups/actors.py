@@ -12,6 +12,7 @@ import dramatiq
 from pydantic import Field
 
 from tasks.backups.expiry import expire_backups
+from tasks.backups.freshness import check_freshness
 from tasks.backups.restore_test import latest_unverified
 from tasks.backups.restore_test import restore_test as run_restore_test
 from tasks.backups.run import run_backup
@@ -100,3 +101,11 @@ async def restore_test(slot: str) -> None:
         return
     outcome = await run_restore_test(resources.pool, resources.settings, backup_id)
     log.info("restore test passed", backup_id=outcome["backup_id"], tables=outcome["tables"])
+
+
+@dramatiq.actor(actor_name="backups.freshness", **policy("default").actor_options())
+async def freshness() -> None:
+    """Alert on paid instances without a verified backup in 26 hours. Repeating it repeats
+    the alert, which is the point while the problem lasts."""
+    resources = current_resources()
+    await check_freshness(resources.pool, resources.settings)
