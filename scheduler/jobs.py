@@ -74,6 +74,8 @@ SCHEDULE: list[ScheduledJob] = [
     ),
     # Every paid instance has a verified backup of the last 26 hours, or operators hear of it.
     ScheduledJob("backups.freshness", "23 * * * *", actor="backups.freshness"),
+    # Objects the catalog does not know, and uploads a dead worker left open.
+    ScheduledJob("backups.sweep", "45 3 * * *", actor="backups.sweep", timezone="Europe/Paris"),
     # Only the last 30 days are kept (BACKUP_RETENTION_DAYS).
     ScheduledJob(
         "backups.expire", "30 3 * * *", actor="backups.expire", timezone="Europe/Paris", pass_slot=True

@@ -235,3 +235,33 @@ async def test_a_paid_instance_without_a_fresh_verified_backup_alerts_the_operat
     assert instance_id in await stale_instances(pool)  # complete is not enough: verified is
     await verify_backup(pool, settings, settings.backup_identity_file, uuid.UUID(backup_id))
     assert instance_id not in await stale_instances(pool)
+
+
+async def test_the_sweeper_removes_what_the_catalog_does_not_know_and_stale_uploads(
+    worker_resources: Resources, instance: tuple[int, str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from tasks.backups.sweeper import sweep
+
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id = instance[0]
+    backup_id = (await run_backup(pool, settings, instance_id, date(2026, 8, 1)))["backup_id"]
+    stray = f"instances/{instance_id}/2026-08-01/stray.dump.zst.age"
+    async with s3_client(settings) as client:
+        await client.put_object(Bucket=settings.s3_bucket, Key=stray, Body=b"left by nobody")
+        upload = await client.create_multipart_upload(
+            Bucket=settings.s3_bucket, Key=f"instances/{instance_id}/x"
+        )
+        assert await sweep(pool, settings, client) == {"objects": 0, "multipart_uploads": 0}  # too recent
+        later = datetime.now(UTC) + timedelta(days=2)
+        swept = await sweep(pool, settings, client, now=later)
+        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"instances/{instance_id}/")
+        uploads = await client.list_multipart_uploads(
+            Bucket=settings.s3_bucket, Prefix=f"instances/{instance_id}/"
+        )
+    assert swept["objects"] >= 1 and swept["multipart_uploads"] >= 1
+    keys = {item["Key"] for item in listing.get("Contents", [])}
+    row = await pool.fetchrow("SELECT object_key, manifest_key FROM backups WHERE id = $1::uuid", backup_id)
+    assert stray not in keys and {row["object_key"], row["manifest_key"]} <= keys
+    assert upload["UploadId"] not in {u["UploadId"] for u in uploads.get("Uploads", [])}

@@ -16,6 +16,7 @@ from tasks.backups.freshness import check_freshness
 from tasks.backups.restore_test import latest_unverified
 from tasks.backups.restore_test import restore_test as run_restore_test
 from tasks.backups.run import run_backup
+from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
 from workers.logs import get_logger
@@ -109,3 +110,11 @@ async def freshness() -> None:
     the alert, which is the point while the problem lasts."""
     resources = current_resources()
     await check_freshness(resources.pool, resources.settings)
+
+
+@dramatiq.actor(actor_name="backups.sweep", queue_name="backups", **policy("backups").actor_options())
+async def sweep_bucket() -> None:
+    """Delete objects no catalog row knows and abort stale uploads. Idempotent."""
+    resources = current_resources()
+    swept = await sweep(resources.pool, resources.settings, resources.s3)
+    log.info("backup bucket swept", **swept)
