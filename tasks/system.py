@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import dramatiq
 
+from workers.db import rows_affected
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
 from workers.jobs import JobArguments, job
 from workers.logs import get_logger
@@ -75,10 +76,10 @@ async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
         now - STRIPE_ID_RETENTION,
     )
     return {
-        "schedule_runs": int(runs.split()[-1]),
-        "jobs": int(jobs.split()[-1]),
-        "stripe_payloads": int(payloads.split()[-1]),
-        "stripe_events": int(events.split()[-1]),
+        "schedule_runs": rows_affected(runs),
+        "jobs": rows_affected(jobs),
+        "stripe_payloads": rows_affected(payloads),
+        "stripe_events": rows_affected(events),
     }
 
 

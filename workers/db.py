@@ -76,6 +76,11 @@ async def redoable_transaction(conn: Connection) -> AsyncIterator[None]:
     await conn.execute("COMMIT")
 
 
+def rows_affected(status: str) -> int:
+    """The row count of a command status such as `DELETE 3` or `UPDATE 0`."""
+    return int(status.split()[-1])
+
+
 def database_name(dsn: str) -> str:
     name = urlsplit(dsn).path.lstrip("/")
     if not _DATABASE_NAME.match(name):

@@ -40,7 +40,6 @@ class Erasure:
     s3: Any = None  # the process's S3 client, if it has one
     # False when re-applying a past erasure to a restored database: the customer was told.
     notify: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @asynccontextmanager

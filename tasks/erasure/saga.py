@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import stripe
-
 from tasks.billing.stripe_calls import StripeGate
 from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, load_identity
@@ -92,7 +90,7 @@ async def run_request(resources: Resources, request_id: int) -> str:
         )
         try:
             counts = await step(erasure)
-        except (Exception, stripe.StripeError) as error:
+        except Exception as error:
             message = describe_error(error)
             await pool.execute(
                 "UPDATE erasure_steps SET error = $3 WHERE request_id = $1 AND step = $2",

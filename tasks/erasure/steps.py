@@ -19,7 +19,7 @@ from tasks.erasure.context import Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
 from tasks.erasure.notices import completion_notice
 from tasks.erasure.verify import verify_nothing_left
-from workers.db import drop_database
+from workers.db import drop_database, rows_affected
 from workers.mail import send_message
 from workers.s3 import delete_prefix
 
@@ -57,7 +57,7 @@ async def disable(erasure: Erasure) -> Counts:
         "UPDATE accounts SET status = 'disabled', updated_at = now() WHERE id = $1 AND status <> 'disabled'",
         erasure.account_id,
     )
-    return {"accounts_disabled": int(result.split()[-1])}
+    return {"accounts_disabled": rows_affected(result)}
 
 
 async def stripe_customer(erasure: Erasure) -> Counts:
@@ -98,7 +98,7 @@ async def backup_objects(erasure: Erasure) -> Counts:
     result = await erasure.pool.execute(
         "DELETE FROM backups WHERE instance_id = ANY($1::bigint[])", erasure.instance_ids
     )
-    return {**counts, "catalog_rows": int(result.split()[-1])}
+    return {**counts, "catalog_rows": rows_affected(result)}
 
 
 async def account_objects(erasure: Erasure) -> list[str]:
@@ -130,12 +130,11 @@ async def scrub_inbox(erasure: Erasure, object_ids: list[str]) -> int:
         """,
         object_ids,
     )
-    return int(result.split()[-1])
+    return rows_affected(result)
 
 
 async def rows(erasure: Erasure) -> Counts:
     object_ids = await account_objects(erasure)
-    erasure.extra["object_ids"] = object_ids
     customer = erasure.identity.customer_id if erasure.identity else None
     instance_ids = [str(instance_id) for instance_id in erasure.instance_ids]
     counts = {"stripe_event_payloads": await scrub_inbox(erasure, object_ids)}
@@ -172,7 +171,7 @@ async def rows(erasure: Erasure) -> Counts:
         }
         for table, (sql, args) in statements.items():
             result = await conn.execute(sql, *args)
-            counts[table] = int(result.split()[-1])
+            counts[table] = rows_affected(result)
     return counts
 
 
@@ -207,7 +206,7 @@ async def delete_account(erasure: Erasure) -> Counts:
                 WHERE request_id = $1 AND step = $2""",
             erasure.request_id,
             "delete_account",
-            {"accounts": int(result.split()[-1])},
+            {"accounts": rows_affected(result)},
         )
         await conn.execute(
             """UPDATE erasure_requests SET state = 'done', finished_at = now(), lease_until = NULL,
@@ -216,7 +215,7 @@ async def delete_account(erasure: Erasure) -> Counts:
             erasure.request_id,
         )
         await audit(conn, "system", "erasure.done", erasure.request_id, {"account_id": erasure.account_id})
-    return {"accounts": int(result.split()[-1])}
+    return {"accounts": rows_affected(result)}
 
 
 STEPS: list[tuple[str, Step]] = [
