@@ -67,3 +67,24 @@ async def new_account(pool: asyncpg.Pool) -> int:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def sepa_mandate(mandate_id: str, method_id: str, reference: str) -> dict[str, Any]:
+    """A multi-use SEPA Debit mandate as Stripe sends it, with the customer's acceptance
+    (IP address, user agent) that bindery must not keep."""
+    return {
+        "id": mandate_id,
+        "object": "mandate",
+        "payment_method": method_id,
+        "status": "active",
+        "type": "multi_use",
+        "customer_acceptance": {
+            "accepted_at": 1_790_000_100,
+            "type": "online",
+            "online": {"ip_address": "203.0.113.9", "user_agent": "Mozilla/5.0"},
+        },
+        "payment_method_details": {
+            "type": "sepa_debit",
+            "sepa_debit": {"reference": reference, "url": "https://x"},
+        },
+    }

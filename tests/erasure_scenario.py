@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.billing_events import deliver, event
+from tests.billing_events import deliver, event, sepa_mandate
 from workers.db import database_name, drop_database, ensure_database
 from workers.resources import Resources
 from workers.s3 import s3_client
@@ -98,19 +98,7 @@ async def make_customer(resources: Resources, database_url: str, *, instances: i
         "customer": customer.id,
         "sepa_debit": {"bank_code": "37040044", "country": "DE", "last4": "3000"},
     }
-    mandate = {
-        "id": ids["mandate"],
-        "object": "mandate",
-        "payment_method": ids["sepa"],
-        "status": "active",
-        "type": "multi_use",
-        "customer_acceptance": {
-            "accepted_at": 1_790_000_100,
-            "type": "online",
-            "online": {"ip_address": "203.0.113.9", "user_agent": "Mozilla/5.0"},
-        },
-        "payment_method_details": {"type": "sepa_debit", "sepa_debit": {"reference": f"REF{tag}"}},
-    }
+    mandate = sepa_mandate(ids["mandate"], ids["sepa"], f"REF{tag}")
     subscription = {
         "id": ids["subscription"],
         "object": "subscription",

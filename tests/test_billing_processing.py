@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tasks.billing.inbox import parse_event, store_events
 from tasks.billing.processing import MAX_ATTEMPTS, process_event, stale_events
 from tasks.system import prune_records
-from tests.billing_events import deliver, event, new_account, new_id, subscription
+from tests.billing_events import deliver, event, new_account, new_id, sepa_mandate, subscription
 from tests.processes import run_bindery
 
 
@@ -139,22 +139,7 @@ async def test_of_sepa_only_bank_code_country_last4_and_mandate_reference_are_ke
             "generated_from": None,
         },
     }
-    mandate_object = {
-        "id": mandate,
-        "object": "mandate",
-        "payment_method": method,
-        "status": "active",
-        "type": "multi_use",
-        "customer_acceptance": {
-            "accepted_at": 1_790_000_100,
-            "type": "online",
-            "online": {"ip_address": "203.0.113.9", "user_agent": "Mozilla/5.0"},
-        },
-        "payment_method_details": {
-            "type": "sepa_debit",
-            "sepa_debit": {"reference": "ABC123XYZ", "url": "https://x"},
-        },
-    }
+    mandate_object = sepa_mandate(mandate, method, "ABC123XYZ")
     await deliver(pool, event("payment_method.attached", sepa), event("mandate.updated", mandate_object))
     row = await pool.fetchrow("SELECT * FROM payment_methods WHERE id = $1", method)
     assert (row["sepa_bank_code"], row["sepa_country"], row["last4"], row["mandate_reference"]) == (
