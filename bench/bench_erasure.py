@@ -23,10 +23,11 @@ import asyncpg
 import redis
 
 from bench.common import OUT, Result, bench_env, scratch_database, wait_until
+from bench.s3 import s3_server
 from bench.workers import PROCESSES, THREADS, bindery_workers
 from workers.db import connect, quote_identifier
-from workers.devstack import commands, seaweedfs
-from workers.devstack.servers import free_port, free_port_block, running
+from workers.devstack import commands
+from workers.devstack.servers import free_port, running
 from workers.s3 import s3_client
 from workers.settings import Settings, load_settings
 
@@ -38,27 +39,10 @@ CONCURRENCY = 64
 @contextmanager
 def stand_ins() -> Iterator[dict[str, str]]:
     """SeaweedFS, the SMTP sink, localstripe behind stripe_extras; the variables naming them."""
-    settings = load_settings()
     OUT.mkdir(exist_ok=True)
-    s3_port = free_port_block(seaweedfs.PORT_OFFSETS)
     smtp_port, stripe_port, extras_port = free_port(), free_port(), free_port()
-    identity = OUT / "erasure-s3-identities.json"
-    seaweedfs.write_identity(
-        identity,
-        settings.aws_access_key_id.get_secret_value(),
-        settings.aws_secret_access_key.get_secret_value(),
-    )
-    s3_dir = OUT / f"erasure-s3-{secrets.token_hex(3)}"
     with ExitStack() as stack:
-        stack.enter_context(
-            running(
-                "s3",
-                seaweedfs.command(s3_dir, s3_port, identity, settings.s3_bucket),
-                s3_port,
-                OUT / "erasure-s3.log",
-                timeout=60,
-            )
-        )
+        s3_endpoint = stack.enter_context(s3_server("erasure"))
         for name, command, port in (
             ("smtp", commands.smtp_sink(smtp_port, OUT / "erasure-mail"), smtp_port),
             ("localstripe", commands.localstripe(stripe_port), stripe_port),
@@ -66,18 +50,13 @@ def stand_ins() -> Iterator[dict[str, str]]:
         ):
             stack.enter_context(running(name, command, port, OUT / f"erasure-{name}.log"))
         variables = {
-            "S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}",
+            "S3_ENDPOINT_URL": s3_endpoint,
             "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "STRIPE_API_BASE": f"http://127.0.0.1:{extras_port}",
             "STRIPE_REQUESTS_PER_SECOND": "1000",
         }
         os.environ.update(variables)
-        wait_until(lambda: asyncio.run(seaweedfs.bucket_accepts_writes(load_settings())), 60, "the S3 bucket")
         yield variables
-        stack.close()
-        import shutil
-
-        shutil.rmtree(s3_dir, ignore_errors=True)
 
 
 async def _put_objects(settings: Settings, keys: list[str]) -> None:

@@ -64,7 +64,7 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob(
         "backups.nightly", "0 2 * * *", actor="backups.run_nightly", timezone="Europe/Paris", pass_slot=True
     ),
-    # Proof that backups restore: the newest one, into a scratch database, compared.
+    # Proof that backups restore: a recent one (instances in turn), into a scratch database, compared.
     ScheduledJob(
         "backups.restore_test",
         "0 5 * * *",

@@ -124,13 +124,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     settings = load_settings()
     root = tmp_path_factory.mktemp("s3")
     port = free_port_block(seaweedfs.PORT_OFFSETS)
-    identity = root / "identities.json"
-    seaweedfs.write_identity(
-        identity,
-        settings.aws_access_key_id.get_secret_value(),
-        settings.aws_secret_access_key.get_secret_value(),
-    )
-    command = seaweedfs.command(root / "data", port, identity, settings.s3_bucket)
+    command = seaweedfs.server_command(root / "data", root / "identities.json", port, settings)
     endpoint = f"http://127.0.0.1:{port}"
     with running("seaweedfs", command, port, root / "weed.log", timeout=60):
         os.environ["S3_ENDPOINT_URL"] = endpoint

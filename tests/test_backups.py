@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -26,6 +27,12 @@ from workers.resources import Resources
 from workers.s3 import s3_client
 
 DAY = date(2026, 11, 25)
+
+
+@pytest.fixture
+async def s3(worker_resources: Resources) -> AsyncIterator[Any]:
+    async with s3_client(worker_resources.settings) as client:
+        yield client
 
 
 @pytest.fixture
@@ -59,13 +66,13 @@ def test_parts_stay_under_scalewas_limit_whatever_the_size() -> None:
 
 
 async def test_a_backup_is_streamed_encrypted_with_a_manifest_and_restores(
-    worker_resources: Resources, instance: tuple[int, str], database_url: str
+    worker_resources: Resources, instance: tuple[int, str], database_url: str, s3: Any
 ) -> None:
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id = instance[0]
-    outcome = await run_backup(pool, settings, instance_id, DAY)
+    outcome = await run_backup(pool, settings, s3, instance_id, DAY)
     assert outcome["state"] == "complete" and outcome["created"]
-    again = await run_backup(pool, settings, instance_id, DAY)  # the same day twice: one backup
+    again = await run_backup(pool, settings, s3, instance_id, DAY)  # the same day twice: one backup
     assert again == {**outcome, "created": False}
     assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
 
@@ -78,18 +85,20 @@ async def test_a_backup_is_streamed_encrypted_with_a_manifest_and_restores(
         manifest = json.loads(
             await (await client.get_object(Bucket=settings.s3_bucket, Key=row["manifest_key"]))["Body"].read()
         )
-    assert stored.startswith(b"age-encryption.org/v1") and b"orders" not in stored
+    assert stored.startswith(b"age-encryption.org/v1")
+    row_7 = b"8f14e45fceea167a5a36dedd4bea2543"  # md5('7'), a value of the orders table
+    assert b"PGDMP" not in stored and b"orders" not in stored and row_7 not in stored
     assert manifest["sha256"] == row["sha256"] and manifest["object_bytes"] == len(stored)
     assert manifest["recipients"] == settings.backup_recipients and manifest["postgresql_version"]
 
-    verified = await verify_backup(pool, settings, settings.backup_identity_file, row["id"])
+    verified = await verify_backup(pool, settings, s3, row["id"])
     assert verified["entries"] > 2
     assert await pool.fetchval("SELECT state FROM backups WHERE id = $1", row["id"]) == "verified"
 
     target = database_url.rsplit("/", 1)[0] + f"/backup_dst_{secrets.token_hex(4)}"
     await ensure_database(target)
     try:
-        await restore_backup(pool, settings, settings.backup_identity_file, row["id"], target)
+        await restore_backup(pool, settings, s3, row["id"], target)
         conn = await connect(target)
         counts = (
             await conn.fetchval("SELECT count(*) FROM orders"),
@@ -100,12 +109,12 @@ async def test_a_backup_is_streamed_encrypted_with_a_manifest_and_restores(
     finally:
         await drop_database(target)
 
-    forced = await run_backup(pool, settings, instance_id, DAY, force=True)
+    forced = await run_backup(pool, settings, s3, instance_id, DAY, force=True)
     assert forced["created"] and forced["backup_id"] != outcome["backup_id"]
 
 
 async def test_a_pg_dump_killed_half_way_fails_the_backup_and_leaves_no_upload(
-    worker_resources: Resources, instance: tuple[int, str]
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id, source_url = instance
@@ -115,7 +124,7 @@ async def test_a_pg_dump_killed_half_way_fails_the_backup_and_leaves_no_upload(
         " FROM generate_series(1, 1500000) g"
     )
     await conn.close()
-    backup = asyncio.create_task(run_backup(pool, settings, instance_id, DAY))
+    backup = asyncio.create_task(run_backup(pool, settings, s3, instance_id, DAY))
 
     async def dumping() -> int | None:
         found = subprocess.run(["pgrep", "-f", f"pg_dump .*{database_name(source_url)}"], capture_output=True)
@@ -133,7 +142,7 @@ async def test_a_pg_dump_killed_half_way_fails_the_backup_and_leaves_no_upload(
         uploads = await client.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
     assert listing.get("KeyCount", 0) == 0 and not uploads.get("Uploads")
     # A later run takes the same row again, and succeeds.
-    assert (await run_backup(pool, settings, instance_id, DAY))["state"] == "complete"
+    assert (await run_backup(pool, settings, s3, instance_id, DAY))["state"] == "complete"
     assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
 
 
@@ -145,7 +154,7 @@ def test_the_cli_refuses_a_bad_day_and_an_unknown_backup(database_url: str, s3_s
 
 
 async def test_asyncio_is_not_blocked_while_a_backup_streams(
-    worker_resources: Resources, instance: tuple[int, str]
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
     ticks = 0
 
@@ -156,13 +165,13 @@ async def test_asyncio_is_not_blocked_while_a_backup_streams(
             await asyncio.sleep(0.005)
 
     ticker = asyncio.create_task(tick())
-    await run_backup(worker_resources.pool, worker_resources.settings, instance[0], date(2026, 11, 24))
+    await run_backup(worker_resources.pool, worker_resources.settings, s3, instance[0], date(2026, 11, 24))
     ticker.cancel()
     assert ticks > 3
 
 
 async def test_over_45_days_never_more_than_30_backups_none_older_than_30_days(
-    worker_resources: Resources, instance: tuple[int, str]
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id = instance[0]
@@ -170,7 +179,7 @@ async def test_over_45_days_never_more_than_30_backups_none_older_than_30_days(
     async with s3_client(settings) as client:
         for n in range(45):  # an injected clock: day after day, the nightly run then the expiry
             today = first + timedelta(days=n)
-            assert (await run_backup(pool, settings, instance_id, today))["state"] == "complete"
+            assert (await run_backup(pool, settings, s3, instance_id, today))["state"] == "complete"
             await expire_backups(pool, settings, client, today)
             kept = await pool.fetch(
                 "SELECT day FROM backups WHERE instance_id = $1 AND state <> 'expired'", instance_id
@@ -183,23 +192,25 @@ async def test_over_45_days_never_more_than_30_backups_none_older_than_30_days(
 
 
 async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump_time(
-    worker_resources: Resources, instance: tuple[int, str]
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
-    from tasks.backups.restore_test import latest_unverified, restore_test
+    from tasks.backups.restore_test import next_to_restore, restore_test
 
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id, source_url = instance
-    backup_id = (await run_backup(pool, settings, instance_id, date(2026, 10, 1)))["backup_id"]
+    backup_id = (await run_backup(pool, settings, s3, instance_id, date(2026, 10, 1)))["backup_id"]
     conn = await asyncpg.connect(source_url)
     await conn.execute("INSERT INTO customers SELECT g FROM generate_series(301, 400) g")  # after the dump
     await conn.close()
     counts = await pool.fetchval("SELECT table_counts FROM backups WHERE id = $1::uuid", backup_id)
     assert counts == {'"public"."customers"': 300, '"public"."orders"': 20000}
 
-    assert str(await latest_unverified(pool)) == backup_id
-    outcome = await restore_test(pool, settings, uuid.UUID(backup_id))
+    assert str(await next_to_restore(pool)) == backup_id
+    outcome = await restore_test(pool, settings, s3, uuid.UUID(backup_id))
     assert (outcome["tables"], outcome["rows"]) == (2, 20300)
-    assert await pool.fetchval("SELECT state FROM backups WHERE id = $1::uuid", backup_id) == "verified"
+    row = await pool.fetchrow("SELECT state, restore_tested_at FROM backups WHERE id = $1::uuid", backup_id)
+    assert row["state"] == "verified" and row["restore_tested_at"] is not None
+    assert await next_to_restore(pool) != uuid.UUID(backup_id)  # not picked twice
 
     # A catalog that disagrees with what restores fails the test.
     await pool.execute(
@@ -208,11 +219,11 @@ async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump
         backup_id,
     )
     with pytest.raises(BackupFailed, match="differ from the source"):
-        await restore_test(pool, settings, uuid.UUID(backup_id))
+        await restore_test(pool, settings, s3, uuid.UUID(backup_id))
 
 
 async def test_a_paid_instance_without_a_fresh_verified_backup_alerts_the_operators(
-    worker_resources: Resources, instance: tuple[int, str], smtp_sink: Path
+    worker_resources: Resources, instance: tuple[int, str], smtp_sink: Path, s3: Any
 ) -> None:
     from tasks.backups.freshness import check_freshness, stale_instances
     from tests.erasure_scenario import mails_to
@@ -231,14 +242,14 @@ async def test_a_paid_instance_without_a_fresh_verified_backup_alerts_the_operat
     [alert] = mails_to(smtp_sink, settings.ops_email)[before:]
     assert f"instance {instance_id}" in alert.get_content()
 
-    backup_id = (await run_backup(pool, settings, instance_id, date(2026, 9, 1)))["backup_id"]
+    backup_id = (await run_backup(pool, settings, s3, instance_id, date(2026, 9, 1)))["backup_id"]
     assert instance_id in await stale_instances(pool)  # complete is not enough: verified is
-    await verify_backup(pool, settings, settings.backup_identity_file, uuid.UUID(backup_id))
+    await verify_backup(pool, settings, s3, uuid.UUID(backup_id))
     assert instance_id not in await stale_instances(pool)
 
 
 async def test_the_sweeper_removes_what_the_catalog_does_not_know_and_stale_uploads(
-    worker_resources: Resources, instance: tuple[int, str]
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
     from datetime import UTC, datetime
 
@@ -246,7 +257,7 @@ async def test_the_sweeper_removes_what_the_catalog_does_not_know_and_stale_uplo
 
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id = instance[0]
-    backup_id = (await run_backup(pool, settings, instance_id, date(2026, 8, 1)))["backup_id"]
+    backup_id = (await run_backup(pool, settings, s3, instance_id, date(2026, 8, 1)))["backup_id"]
     stray = f"instances/{instance_id}/2026-08-01/stray.dump.zst.age"
     async with s3_client(settings) as client:
         await client.put_object(Bucket=settings.s3_bucket, Key=stray, Body=b"left by nobody")
@@ -265,3 +276,118 @@ async def test_the_sweeper_removes_what_the_catalog_does_not_know_and_stale_uplo
     row = await pool.fetchrow("SELECT object_key, manifest_key FROM backups WHERE id = $1::uuid", backup_id)
     assert stray not in keys and {row["object_key"], row["manifest_key"]} <= keys
     assert upload["UploadId"] not in {u["UploadId"] for u in uploads.get("Uploads", [])}
+
+
+async def test_back_up_reads_each_backup_back_and_holds_the_nightly_run_to_its_slots(
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
+) -> None:
+    from tasks.backups.run import NoSlot, back_up
+
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id = instance[0]
+    outcome = await back_up(pool, settings, s3, instance_id, date(2026, 7, 1))
+    assert outcome["state"] == "verified" and outcome["created"]
+    # A backup left `complete` (its worker died before reading it back) is read back next time.
+    await pool.execute("UPDATE backups SET state = 'complete' WHERE id = $1::uuid", outcome["backup_id"])
+    again = await back_up(pool, settings, s3, instance_id, date(2026, 7, 1))
+    assert again == {**outcome, "created": False}
+
+    # Slots: with one backup running (a live lease) and one slot, the next one waits, and
+    # nothing is claimed for it; once the lease is gone, it runs.
+    await pool.execute(
+        """INSERT INTO backups (id, instance_id, day, object_key, manifest_key, lease_until)
+           VALUES ($1, $2, '2026-07-02', 'k', 'm', now() + interval '1 minute')""",
+        uuid.uuid4(),
+        instance_id,
+    )
+    with pytest.raises(NoSlot):
+        await back_up(pool, settings, s3, instance_id, date(2026, 7, 3), slots=1)
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM backups WHERE instance_id = $1 AND day = '2026-07-03'", instance_id
+    )
+    await pool.execute(
+        "UPDATE backups SET state = 'failed', lease_until = NULL"
+        " WHERE instance_id = $1 AND day = '2026-07-02'",
+        instance_id,
+    )
+    assert (await back_up(pool, settings, s3, instance_id, date(2026, 7, 3), slots=1))["state"] == "verified"
+
+
+def test_init_bucket_sets_the_lifecycle_backstops_and_can_be_repeated(
+    s3_server: str, database_url: str
+) -> None:
+    first = run_bindery("backup", "init-bucket")
+    assert first.returncode == 0, first.stderr
+    again = run_bindery("backup", "init-bucket")
+    assert again.returncode == 0 and json.loads(again.stdout)["created"] is False
+    rules = {rule["ID"]: rule for rule in json.loads(again.stdout)["rules"]}
+    assert rules["bindery-retention-backstop"]["Expiration"] == {"Days": 32}
+    assert rules["bindery-retention-backstop"]["Filter"] == {"Prefix": "instances/"}
+    assert rules["bindery-abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 1
+    }
+
+
+async def test_list_and_status_show_the_catalog_and_a_nights_run(
+    worker_resources: Resources, instance: tuple[int, str], s3: Any
+) -> None:
+    from tasks.backups.run import back_up
+
+    pool, settings = worker_resources.pool, worker_resources.settings
+    instance_id = instance[0]
+    day = date(2026, 6, 1)
+    outcome = await back_up(pool, settings, s3, instance_id, day)
+    account_id = await pool.fetchval("SELECT account_id FROM instances WHERE id = $1", instance_id)
+    await pool.execute(
+        "INSERT INTO subscriptions (id, customer_id, account_id, status) VALUES ($1, 'cus_x', $2, 'active')",
+        f"sub_status{instance_id}",
+        account_id,
+    )
+    unbacked = await pool.fetchval(
+        "INSERT INTO instances (account_id, name, database_url) VALUES ($1, 'other', 'postgresql://x/y')"
+        " RETURNING id",
+        account_id,
+    )
+
+    listed = run_bindery("backup", "list", "--instance", str(instance_id), "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert (row["id"], row["state"], row["day"]) == (outcome["backup_id"], "verified", "2026-06-01")
+    assert outcome["backup_id"] in run_bindery("backup", "list", "--instance", str(instance_id)).stdout
+
+    status = run_bindery("backup", "status", "--day", "2026-06-01", "--json")
+    assert status.returncode == 0, status.stderr
+    night = json.loads(status.stdout)
+    assert night["verified"] >= 1 and unbacked in night["missing"] and instance_id not in night["missing"]
+    text = run_bindery("backup", "status", "--day", "2026-06-01").stdout
+    assert "backups of 2026-06-01:" in text and str(unbacked) in text
+
+
+def test_the_progress_bar_never_shows_done_before_it_is() -> None:
+    from workers.progress import render
+
+    assert render(0, 100).startswith("[" + " " * 30 + "]")
+    assert "~ 50%" in render(50, 100)
+    assert "~ 99%" in render(150, 100)  # the database's size is only an estimate of the dump's
+
+
+async def test_parts_larger_than_the_memory_spool_wait_on_disk_and_upload_whole(
+    worker_resources: Resources, instance: tuple[int, str], s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tasks.backups import pipeline
+    from tasks.backups.run import back_up
+
+    spools: list[Any] = []
+    new_spool = pipeline._new_spool
+
+    def recorded() -> Any:
+        spools.append(new_spool())
+        return spools[-1]
+
+    monkeypatch.setattr(pipeline, "SPOOL_IN_MEMORY", 64 << 10)  # as a part of a 100 GB database would
+    monkeypatch.setattr(pipeline, "_new_spool", recorded)
+    pool, settings = worker_resources.pool, worker_resources.settings
+    outcome = await back_up(pool, settings, s3, instance[0], date(2026, 5, 1))
+    assert outcome["state"] == "verified"  # read back whole: sha256, decrypt, pg_restore --list
+    assert any(spool._rolled for spool in spools)  # the part went to a file, not to memory
+    assert all(spool.closed for spool in spools)

@@ -354,3 +354,45 @@ async def test_a_database_restored_from_before_an_erasure_is_erased_again_by_rea
         await drop_database(restored_url)
         await remove_databases(erased)
         await remove_databases(kept)
+
+
+async def test_an_erasure_waits_for_a_backup_being_written_and_no_backup_starts_once_it_has_begun(
+    resources: Resources, database_url: str
+) -> None:
+    from datetime import date
+
+    from tasks.backups.run import ErasureRunning, run_backup
+    from tasks.erasure.steps import BackupBeingWritten
+    from workers.s3 import s3_client
+
+    pool = resources.pool
+    customer = await make_customer(resources, database_url, instances=1)
+    instance_id = customer.instance_ids[0]
+    try:
+        # A backup past its pg_dump, still uploading when the erasure runs.
+        writing = await pool.fetchval(
+            """INSERT INTO backups (id, instance_id, day, object_key, manifest_key, lease_until)
+               VALUES (gen_random_uuid(), $1, '2026-11-20', $2, $3, now() + interval '1 minute')
+               RETURNING id""",
+            instance_id,
+            f"instances/{instance_id}/2026-11-20/x.dump.zst.age",
+            f"instances/{instance_id}/2026-11-20/x.manifest.json",
+        )
+        request_id = await erase_now(resources, customer.account_id)
+        with pytest.raises(BackupBeingWritten):
+            await run_request(resources, request_id)
+        last_error = await pool.fetchval("SELECT last_error FROM erasure_requests WHERE id = $1", request_id)
+        assert last_error.startswith("backup_objects: 1 backup(s)")
+
+        # Meanwhile no new backup of the instance starts, and none is claimed.
+        async with s3_client(resources.settings) as s3:
+            with pytest.raises(ErasureRunning):
+                await run_backup(pool, resources.settings, s3, instance_id, date(2026, 11, 21))
+        assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
+
+        # The writer ends (here: fails, as it does once its database is dropped); the erasure goes on.
+        await pool.execute("UPDATE backups SET state = 'failed', lease_until = NULL WHERE id = $1", writing)
+        assert await run_request(resources, request_id) == "done"
+        assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 0
+    finally:
+        await remove_databases(customer)

@@ -54,7 +54,12 @@ async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
     closing = AsyncExitStack()
     s3 = await closing.enter_async_context(s3_client(settings))
     resources = Resources(
-        settings=settings, pool=pool, stripe=client, stripe_http=http, s3=s3, closing=closing
+        settings=settings,
+        pool=pool,
+        stripe=client,
+        stripe_http=http,
+        s3=s3,
+        closing=closing,
     )
     if settings.limiter_redis_url:
         resources.redis = redis.asyncio.Redis.from_url(settings.limiter_redis_url)
@@ -78,7 +83,10 @@ async def close_resources(resources: Resources) -> None:
 
 
 class ResourcesMiddleware(dramatiq.Middleware):
-    """Opens `Resources` on the worker's event loop after boot and closes them at shutdown.
+    """Opens `Resources` on the worker's event loop before boot and closes them at shutdown.
+
+    Before, not after: dramatiq starts consuming before it calls `after_worker_boot`, so a
+    message already waiting would reach an actor with nothing open.
 
     The pool is no larger than the worker's thread count: each thread runs one actor
     at a time, so more connections would sit idle on the database.
@@ -87,9 +95,9 @@ class ResourcesMiddleware(dramatiq.Middleware):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def after_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
+    def before_worker_boot(self, broker: dramatiq.Broker, worker: Any) -> None:
         global _current
-        loop_thread = get_event_loop_thread()
+        loop_thread = get_event_loop_thread()  # started by AsyncIO's own before_worker_boot
         assert loop_thread is not None, "the AsyncIO middleware must come first"
         _current = loop_thread.run_coroutine(
             open_resources(self.settings, pool_size=max(1, worker.worker_threads))

@@ -8,6 +8,7 @@ from typing import Any
 
 import aioboto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.settings import Settings
 
@@ -24,6 +25,16 @@ async def s3_client(settings: Settings) -> AsyncIterator[Any]:
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
     ) as client:
         yield client
+
+
+def describe_s3_error(error: BaseException) -> str:
+    """What may be stored or shown of an S3 failure: the operation and S3's error code
+    (`SignatureDoesNotMatch`, `NoSuchBucket`…) or the connection error's type; never a key."""
+    if isinstance(error, ClientError):
+        return f"S3 {error.operation_name}: {error.response.get('Error', {}).get('Code', 'error')}"
+    if isinstance(error, BotoCoreError):
+        return f"S3: {type(error).__name__}"
+    return type(error).__name__  # another library's message may quote data
 
 
 async def delete_prefix(client: Any, bucket: str, prefix: str) -> dict[str, int]:

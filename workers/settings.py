@@ -87,8 +87,12 @@ class Settings(BaseSettings):
 
     backup_recipients: CommaList = Field(default_factory=lambda: [DEV_BACKUP_RECIPIENT], min_length=1)
     backup_retention_days: int = Field(default=30, ge=1, le=3650)
-    # The age identity that decrypts backups: only `backup verify` and `restore` read it.
+    # The age identity that decrypts backups: each run reads its backup back with it, as do
+    # `backup verify` and `restore`. The worker that holds it also reads the instances'
+    # databases, so it learns nothing it could not already read.
     backup_identity_file: Path = DEV_BACKUP_IDENTITY_FILE
+    # Nightly backups running at once, across every worker (a slot per live catalog lease).
+    backup_concurrency: int = Field(default=2, ge=1, le=100)
 
     smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:8025")
     mail_from: str = "bindery <no-reply@bindery.localhost>"

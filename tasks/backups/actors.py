@@ -1,8 +1,9 @@
-"""Backup actors and jobs: thin wrappers over tasks.backups.run."""
+"""Backup actors and jobs: thin wrappers over tasks.backups.run and its neighbours."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,9 +14,9 @@ from pydantic import Field
 
 from tasks.backups.expiry import expire_backups
 from tasks.backups.freshness import check_freshness
-from tasks.backups.restore_test import latest_unverified
+from tasks.backups.restore_test import next_to_restore
 from tasks.backups.restore_test import restore_test as run_restore_test
-from tasks.backups.run import run_backup
+from tasks.backups.run import ErasureRunning, NoSlot, back_up
 from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, job
@@ -42,9 +43,12 @@ async def instance_exists(pool: asyncpg.Pool, arguments: InstanceArguments) -> s
 
 
 async def run_now_job(resources: Resources, arguments: InstanceArguments) -> dict[str, Any]:
-    """Back the instance up for today (Paris). Idempotent: today's complete backup is kept."""
+    """Back the instance up for today (Paris), and read it back. Idempotent: today's backup
+    is kept. On demand, so not held to BACKUP_CONCURRENCY (which paces the nightly run)."""
     now = await resources.pool.fetchval("SELECT now()")
-    return await run_backup(resources.pool, resources.settings, arguments.instance_id, local_day(now))
+    return await back_up(
+        resources.pool, resources.settings, resources.s3, arguments.instance_id, local_day(now)
+    )
 
 
 job(
@@ -54,9 +58,27 @@ job(
 
 @dramatiq.actor(actor_name="backups.run", queue_name="backups", **policy("backups").actor_options())
 async def run(instance_id: int, day: str) -> None:
-    """One instance's backup of one day. Idempotent: see tasks.backups.run."""
+    """One instance's backup of one day, read back. Idempotent: see tasks.backups.run.
+    When BACKUP_CONCURRENCY backups already run, the message comes back in a minute or so
+    (a delay, not a retry: waiting for a slot is not a failure)."""
     resources = current_resources()
-    outcome = await run_backup(resources.pool, resources.settings, instance_id, date.fromisoformat(day))
+    try:
+        outcome = await back_up(
+            resources.pool,
+            resources.settings,
+            resources.s3,
+            instance_id,
+            date.fromisoformat(day),
+            slots=resources.settings.backup_concurrency,
+        )
+    except ErasureRunning:
+        log.info("backup skipped: the account is being erased", instance_id=instance_id, day=day)
+        return
+    except NoSlot:
+        delay = 30_000 + secrets.randbelow(60_000)  # spread: waiting runs do not come back together
+        await asyncio.to_thread(run.send_with_options, args=(instance_id, day), delay=delay)
+        log.info("backup waits for a slot", instance_id=instance_id, day=day, delay_ms=delay)
+        return
     log.info(
         "backup run", instance_id=instance_id, day=day, state=outcome["state"], created=outcome["created"]
     )
@@ -93,14 +115,14 @@ async def expire(slot: str) -> None:
 
 @dramatiq.actor(actor_name="backups.restore_test", queue_name="backups", **policy("backups").actor_options())
 async def restore_test(slot: str) -> None:
-    """Restore the newest unverified backup into a scratch database and compare it with
-    its source. Safe to repeat: a verified backup is not picked again."""
+    """Restore a recent backup into a scratch database and compare it with its source.
+    Safe to repeat: a restore-tested backup is not picked again."""
     resources = current_resources()
-    backup_id = await latest_unverified(resources.pool)
+    backup_id = await next_to_restore(resources.pool)
     if backup_id is None:
-        log.info("restore test: no backup waiting to be verified")
+        log.info("restore test: no recent backup to restore")
         return
-    outcome = await run_restore_test(resources.pool, resources.settings, backup_id)
+    outcome = await run_restore_test(resources.pool, resources.settings, resources.s3, backup_id)
     log.info("restore test passed", backup_id=outcome["backup_id"], tables=outcome["tables"])
 
 

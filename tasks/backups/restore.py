@@ -15,7 +15,6 @@ import asyncpg
 
 from tasks.backups.pipeline import BackupFailed, restore_stream
 from workers.jobs import JobError
-from workers.s3 import s3_client
 from workers.settings import Settings
 
 CHUNK = 1 << 20
@@ -29,7 +28,7 @@ def read_identity(path: Path) -> str:
 
 
 async def read_back(
-    pool: asyncpg.Pool, settings: Settings, identity_file: Path, backup_id: uuid.UUID, pg_restore: list[str]
+    pool: asyncpg.Pool, settings: Settings, client: Any, backup_id: uuid.UUID, pg_restore: list[str]
 ) -> dict[str, Any]:
     """Stream the backup into `pg_restore` with `pg_restore`'s arguments; raise if anything
     (the hash, the decryption, pg_restore) fails."""
@@ -38,30 +37,27 @@ async def read_back(
         raise JobError(f"unknown backup {backup_id}")
     if row["state"] not in ("complete", "verified"):
         raise JobError(f"backup {backup_id} is {row['state']}, not complete")
-    identity = read_identity(identity_file)
+    identity = read_identity(settings.backup_identity_file)
     loop = asyncio.get_running_loop()
     digest = hashlib.sha256()
-    async with s3_client(settings) as client:
-        response = await client.get_object(Bucket=settings.s3_bucket, Key=row["object_key"])
-        body = response["Body"]
+    response = await client.get_object(Bucket=settings.s3_bucket, Key=row["object_key"])
+    body = response["Body"]
 
-        def read_chunk() -> bytes:
-            chunk: bytes = asyncio.run_coroutine_threadsafe(body.read(CHUNK), loop).result()
-            digest.update(chunk)
-            return chunk
+    def read_chunk() -> bytes:
+        chunk: bytes = asyncio.run_coroutine_threadsafe(body.read(CHUNK), loop).result()
+        digest.update(chunk)
+        return chunk
 
-        def restore() -> tuple[int, bytes]:
-            # Spooled to disk, not piped: pg_restore --list stops reading after the table
-            # of contents, and the whole object must pass the hash. Memory stays bounded.
-            with tempfile.NamedTemporaryFile(prefix="bindery-restore-", suffix=".dump") as spool:
-                restore_stream(read_chunk, identity, spool)
-                spool.flush()
-                done = subprocess.run(
-                    ["pg_restore", *pg_restore, spool.name], capture_output=True, check=False
-                )
-            return done.returncode, done.stdout
+    def restore() -> tuple[int, bytes]:
+        # Spooled to disk, not piped: pg_restore --list stops reading after the table
+        # of contents, and the whole object must pass the hash. Memory stays bounded.
+        with tempfile.NamedTemporaryFile(prefix="bindery-restore-", suffix=".dump") as spool:
+            restore_stream(read_chunk, identity, spool)
+            spool.flush()
+            done = subprocess.run(["pg_restore", *pg_restore, spool.name], capture_output=True, check=False)
+        return done.returncode, done.stdout
 
-        status, listing = await asyncio.to_thread(restore)
+    status, listing = await asyncio.to_thread(restore)
     if digest.hexdigest() != row["sha256"]:
         raise BackupFailed(f"backup {backup_id}: the object's sha256 differs from the catalog's")
     if status != 0:
@@ -70,10 +66,10 @@ async def read_back(
 
 
 async def verify_backup(
-    pool: asyncpg.Pool, settings: Settings, identity_file: Path, backup_id: uuid.UUID
+    pool: asyncpg.Pool, settings: Settings, client: Any, backup_id: uuid.UUID
 ) -> dict[str, Any]:
     """Download, check, decrypt and `pg_restore --list`; the catalog then says `verified`."""
-    result = await read_back(pool, settings, identity_file, backup_id, ["--list"])
+    result = await read_back(pool, settings, client, backup_id, ["--list"])
     await pool.execute(
         "UPDATE backups SET state = 'verified' WHERE id = $1 AND state = 'complete'", backup_id
     )
@@ -81,8 +77,8 @@ async def verify_backup(
 
 
 async def restore_backup(
-    pool: asyncpg.Pool, settings: Settings, identity_file: Path, backup_id: uuid.UUID, target_url: str
+    pool: asyncpg.Pool, settings: Settings, client: Any, backup_id: uuid.UUID, target_url: str
 ) -> dict[str, Any]:
     return await read_back(
-        pool, settings, identity_file, backup_id, ["--no-owner", "--exit-on-error", "--dbname", target_url]
+        pool, settings, client, backup_id, ["--no-owner", "--exit-on-error", "--dbname", target_url]
     )

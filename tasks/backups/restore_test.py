@@ -1,6 +1,10 @@
 """Proof that backups restore: a recent backup is restored into a scratch database and
 its tables and row counts compared with the source's at dump time (the counts were
-taken in the very snapshot pg_dump dumped). Passing marks the backup `verified`."""
+taken in the very snapshot pg_dump dumped). Passing marks the backup `verified` and
+records `restore_tested_at`.
+
+One backup a night, and the instances take turns: the one restore-tested longest ago
+(or never) goes first, so every instance is restored in turn."""
 
 from __future__ import annotations
 
@@ -17,21 +21,32 @@ from workers.db import connect, drop_database, ensure_database
 from workers.settings import Settings
 
 
-async def latest_unverified(pool: asyncpg.Pool) -> uuid.UUID | None:
+async def next_to_restore(pool: asyncpg.Pool) -> uuid.UUID | None:
+    """The newest backup, of the last two days, of the instance restore-tested longest ago."""
     backup_id: uuid.UUID | None = await pool.fetchval(
-        "SELECT id FROM backups WHERE state = 'complete' ORDER BY finished_at DESC LIMIT 1"
+        """
+        SELECT b.id FROM backups b
+         WHERE b.state IN ('complete', 'verified') AND b.restore_tested_at IS NULL
+           AND b.finished_at > now() - interval '2 days'
+         ORDER BY (SELECT max(t.restore_tested_at) FROM backups t WHERE t.instance_id = b.instance_id)
+                  ASC NULLS FIRST,
+                  b.finished_at DESC
+         LIMIT 1
+        """
     )
     return backup_id
 
 
-async def restore_test(pool: asyncpg.Pool, settings: Settings, backup_id: uuid.UUID) -> dict[str, Any]:
+async def restore_test(
+    pool: asyncpg.Pool, settings: Settings, client: Any, backup_id: uuid.UUID
+) -> dict[str, Any]:
     expected = await pool.fetchval("SELECT table_counts FROM backups WHERE id = $1", backup_id)
     if expected is None:
         raise BackupFailed(f"backup {backup_id} has no table counts to compare")
     scratch = settings.database_url.rsplit("/", 1)[0] + f"/bindery_restore_test_{secrets.token_hex(4)}"
     await ensure_database(scratch)
     try:
-        await restore_backup(pool, settings, settings.backup_identity_file, backup_id, scratch)
+        await restore_backup(pool, settings, client, backup_id, scratch)
         conn = await connect(scratch)
         try:
             restored = await table_counts(conn)
@@ -47,6 +62,9 @@ async def restore_test(pool: asyncpg.Pool, settings: Settings, backup_id: uuid.U
             f"restore test of backup {backup_id}: {len(differing)} table(s) differ from the source"
         )
     await pool.execute(
-        "UPDATE backups SET state = 'verified' WHERE id = $1 AND state = 'complete'", backup_id
+        """UPDATE backups SET restore_tested_at = now(),
+                  state = CASE state WHEN 'complete' THEN 'verified' ELSE state END
+            WHERE id = $1""",
+        backup_id,
     )
     return {"backup_id": str(backup_id), "tables": len(restored), "rows": sum(restored.values())}

@@ -20,6 +20,7 @@ from tasks.erasure.ledger import identity_digests, record
 from tasks.erasure.notices import completion_notice
 from tasks.erasure.verify import verify_nothing_left
 from workers.db import drop_database, rows_affected
+from workers.jobs import JobError
 from workers.mail import send_message
 from workers.s3 import delete_prefix
 
@@ -82,7 +83,21 @@ async def instance_databases(erasure: Erasure) -> Counts:
     return {"instance_databases": len(rows)}
 
 
+class BackupBeingWritten(JobError):
+    """A backup of the account's instances holds a live lease: the step waits (is retried)."""
+
+
 async def backup_objects(erasure: Erasure) -> Counts:
+    # A backup that had passed pg_dump when the databases were dropped may still be
+    # uploading; deleting under it would let its object land after the deletion. New
+    # backups refuse the instances of a running erasure (tasks/backups/run.py).
+    writing = await erasure.pool.fetchval(
+        """SELECT count(*) FROM backups
+            WHERE instance_id = ANY($1::bigint[]) AND state = 'running' AND lease_until >= now()""",
+        erasure.instance_ids,
+    )
+    if writing:
+        raise BackupBeingWritten(f"{writing} backup(s) of the account's instances being written; waiting")
     counts = {"objects": 0, "multipart_uploads": 0}
     async with s3_session(erasure) as client:
         bucket = erasure.settings.s3_bucket

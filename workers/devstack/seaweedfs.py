@@ -72,3 +72,14 @@ def command(data_dir: Path, s3_port: int, config_file: Path, bucket: str) -> lis
         f"-s3.config={config_file}",
         f"-bucket={bucket}",
     ]
+
+
+def server_command(data_dir: Path, config_file: Path, s3_port: int, settings: Settings) -> list[str]:
+    """`weed mini` serving the settings' bucket, accepting the settings' credentials
+    (written to `config_file`)."""
+    write_identity(
+        config_file,
+        settings.aws_access_key_id.get_secret_value(),
+        settings.aws_secret_access_key.get_secret_value(),
+    )
+    return command(data_dir, s3_port, config_file, settings.s3_bucket)

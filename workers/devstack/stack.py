@@ -116,16 +116,10 @@ def run_dev_stack(settings: Settings) -> int:
     token = asyncio.run(_prepare_database(settings, saved))
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
-    s3_config = dev_dir / "s3-identities.json"
-    seaweedfs.write_identity(
-        s3_config,
-        settings.aws_access_key_id.get_secret_value(),
-        settings.aws_secret_access_key.get_secret_value(),
-    )
     env = {**os.environ, "STRIPE_API_BASE": stripe_base, "PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     stand_ins = {
-        "s3": seaweedfs.command(dev_dir / "s3", s3_port, s3_config, settings.s3_bucket),
+        "s3": seaweedfs.server_command(dev_dir / "s3", dev_dir / "s3-identities.json", s3_port, settings),
         "smtp": commands.smtp_sink(smtp_port, dev_dir / "mail"),
         "localstripe": commands.localstripe(localstripe_port),
         "stripe": commands.stripe_extras(stripe_port, localstripe_port),
