@@ -80,6 +80,10 @@ SCHEDULE: list[ScheduledJob] = [
     ScheduledJob(
         "backups.expire", "30 3 * * *", actor="backups.expire", timezone="Europe/Paris", pass_slot=True
     ),
+    # Breach mail: rows a dead worker left `sending`, lanes of campaigns gone quiet.
+    ScheduledJob("breach.reconcile", "* * * * *", actor="breach.reconcile"),
+    # Addresses of campaigns ended BREACH_RECIPIENT_RETENTION ago.
+    ScheduledJob("breach.scrub", "50 3 * * *", actor="breach.scrub", timezone="Europe/Paris"),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).

@@ -2,5 +2,6 @@
 
 import tasks.backups.actors
 import tasks.billing.actors
+import tasks.breach.actors
 import tasks.erasure.actors
 import tasks.system  # noqa: F401

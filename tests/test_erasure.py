@@ -396,3 +396,31 @@ async def test_an_erasure_waits_for_a_backup_being_written_and_no_backup_starts_
         assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 0
     finally:
         await remove_databases(customer)
+
+
+async def test_an_account_erased_during_a_breach_campaign_is_scrubbed_and_counted_as_skipped(
+    resources: Resources, database_url: str
+) -> None:
+    from pathlib import Path
+
+    from tasks.breach import campaigns
+    from tasks.breach.notice import from_incident
+
+    pool = resources.pool
+    customer = await make_customer(resources, database_url, instances=1)
+    notice = from_incident(Path(__file__).parent / "data" / "incident.toml")
+    campaign_id = await campaigns.create(pool, notice, "test")
+    try:
+        await campaigns.start(pool, campaign_id, "test")  # the snapshot holds the customer
+        request_id = await erase_now(resources, customer.account_id)
+        assert await run_request(resources, request_id) == "done"
+        row = await pool.fetchrow(
+            "SELECT state, email, error FROM breach_recipients WHERE campaign_id = $1 AND account_id = $2",
+            campaign_id,
+            customer.account_id,
+        )
+        assert (row["state"], row["email"], row["error"]) == ("skipped", None, "account erased")
+        assert (await campaigns.status(pool, campaign_id))["skipped"] == 1
+    finally:
+        await campaigns.cancel(pool, campaign_id, "test")
+        await remove_databases(customer)

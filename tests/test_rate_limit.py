@@ -42,3 +42,14 @@ async def test_an_idle_bucket_grants_its_burst_at_once() -> None:
         await limiter.take()
     assert time.monotonic() - started < 0.5
     await client.aclose()
+
+
+async def test_several_tokens_at_once_count_as_many() -> None:
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    limiter = RateLimiter(client, f"test-{secrets.token_hex(4)}", rate=100, burst=20)
+    started = time.monotonic()
+    for _ in range(6):
+        await limiter.take(10)
+    # 60 tokens: 20 from the burst, then 40 at 100 per second: at least 0.4 s.
+    assert time.monotonic() - started >= 0.35
+    await client.aclose()

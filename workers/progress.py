@@ -37,6 +37,13 @@ class ProgressBar:
                 self.stream.flush()
 
 
+def bar(done: int, total: int) -> str:
+    """An exact bar: done of total."""
+    fraction = min(done / total, 1.0) if total > 0 else 1.0
+    filled = int(fraction * WIDTH)
+    return "[" + "#" * filled + " " * (WIDTH - filled) + f"] {fraction:4.0%}"
+
+
 def render(done: int, total: int) -> str:
     fraction = min(done / total, 0.99) if total > 0 else 0.0
     filled = int(fraction * WIDTH)

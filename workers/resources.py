@@ -21,6 +21,7 @@ from workers.db import create_pool
 from workers.rate_limit import RateLimiter
 from workers.s3 import s3_client
 from workers.settings import Settings
+from workers.smtp_pool import SmtpPool
 from workers.stripe_client import make_stripe_client
 
 
@@ -35,6 +36,9 @@ class Resources:
     redis: redis.asyncio.Redis | None = None
     # One S3 client per process: creating one costs more than a batch of deletions.
     s3: Any = None
+    # Persistent SMTP connections for mass mail, and the provider's rate shared by all.
+    smtp: SmtpPool | None = None
+    mail_limiter: RateLimiter | None = None
     closing: AsyncExitStack | None = None
 
 
@@ -60,6 +64,7 @@ async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
         stripe_http=http,
         s3=s3,
         closing=closing,
+        smtp=SmtpPool(settings, settings.smtp_connections),  # connects when first used
     )
     if settings.limiter_redis_url:
         resources.redis = redis.asyncio.Redis.from_url(settings.limiter_redis_url)
@@ -69,11 +74,19 @@ async def open_resources(settings: Settings, *, pool_size: int) -> Resources:
             rate=settings.stripe_requests_per_second,
             burst=max(1, int(settings.stripe_requests_per_second)),
         )
+        resources.mail_limiter = RateLimiter(
+            resources.redis,
+            "smtp",
+            rate=settings.breach_messages_per_second,
+            burst=max(1, int(settings.breach_messages_per_second)),
+        )
     return resources
 
 
 async def close_resources(resources: Resources) -> None:
     await resources.pool.close()
+    if resources.smtp is not None:
+        await resources.smtp.close()
     if resources.closing is not None:
         await resources.closing.aclose()
     if resources.redis is not None:

@@ -102,6 +102,23 @@ class Settings(BaseSettings):
     ops_email: str = "ops@bindery.localhost"
 
     erasure_grace: Duration = timedelta(hours=24)
+
+    # Breach notification mail (tasks/breach/).
+    # The provider's limit, shared by every worker (a token bucket in Redis).
+    breach_messages_per_second: float = Field(default=20.0, gt=0, le=100_000)
+    breach_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Batches of a campaign in flight at once (`breach.send` messages on the `mail` queue).
+    breach_lanes: int = Field(default=8, ge=1, le=1000)
+    # Persistent SMTP connections per worker process.
+    smtp_connections: int = Field(default=4, ge=1, le=100)
+    # The campaign pauses itself when this share of the messages tried so far failed (5xx),
+    # once at least breach_failure_minimum have failed.
+    breach_failure_threshold: float = Field(default=0.05, gt=0, le=1)
+    breach_failure_minimum: int = Field(default=20, ge=1)
+    # Tries of one message through 4xx replies and connection errors before `failed`.
+    breach_max_attempts: int = Field(default=8, ge=1, le=100)
+    # Addresses are scrubbed from a campaign's rows this long after it ends; counts stay.
+    breach_recipient_retention: Duration = timedelta(days=90)
     erasure_ledger_key: SecretStr = SecretStr(DEV_ERASURE_LEDGER_KEY)
 
     tls_cert_file: Path | None = None

@@ -45,6 +45,8 @@ COVERED_TABLES = {
     "erasure_steps": "ids and counts only",
     "erasure_ledger": "keyed hashes only",
     "audit_log": "ids only",
+    "breach_campaigns": "the notice and counts: nothing of any one customer",
+    "breach_recipients": "address deleted; a row not yet sent counted as skipped (rows)",
 }
 
 # Invoices are kept, unlinked, for what French law requires of them.
@@ -181,6 +183,15 @@ async def rows(erasure: Erasure) -> Counts:
                     WHERE arguments ->> 'account_id' = $1 OR arguments ->> 'instance_id' = ANY($2::text[])
                        OR ($3::text IS NOT NULL AND strpos(result::text, $3) > 0)""",
                 (str(erasure.account_id), instance_ids, customer),
+            ),
+            # The row stays (the campaign's counts), without the address; not yet sent: skipped.
+            "breach_recipients": (
+                """UPDATE breach_recipients
+                      SET email = NULL,
+                          error = CASE WHEN state IN ('sent', 'failed') THEN error ELSE 'account erased' END,
+                          state = CASE WHEN state IN ('sent', 'failed') THEN state ELSE 'skipped' END
+                    WHERE account_id = $1""",
+                (erasure.account_id,),
             ),
             "instances": ("DELETE FROM instances WHERE account_id = $1", (erasure.account_id,)),
         }

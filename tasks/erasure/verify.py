@@ -18,7 +18,16 @@ from workers.jobs import JobError
 from workers.s3 import count_prefix
 
 # Ids only, by design: the audit trail and erasure's own records.
-ID_ONLY_TABLES = {"erasure_requests", "erasure_steps", "erasure_ledger", "audit_log", "schema_migrations"}
+# Tables whose rows may keep the bare account id: records of what was done, not data.
+# (A breach campaign's row says the customer was told, or skipped; its address is gone.)
+ID_ONLY_TABLES = {
+    "erasure_requests",
+    "erasure_steps",
+    "erasure_ledger",
+    "audit_log",
+    "schema_migrations",
+    "breach_recipients",
+}
 TEXT_TYPES = ("text", "character varying", "json", "jsonb")
 
 

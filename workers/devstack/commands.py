@@ -8,8 +8,18 @@ from pathlib import Path
 from workers.devstack.servers import VENV_BIN
 
 
-def smtp_sink(port: int, directory: Path) -> list[str]:
-    return [sys.executable, "-m", "workers.devstack.smtp_sink", "--port", str(port), "--dir", str(directory)]
+def smtp_sink(port: int, directory: Path, *faults: str) -> list[str]:
+    """The SMTP sink; `faults` are its misbehaviour options (see workers/devstack/smtp_sink.py)."""
+    return [
+        sys.executable,
+        "-m",
+        "workers.devstack.smtp_sink",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        *faults,
+    ]
 
 
 def localstripe(port: int) -> list[str]:

@@ -2,6 +2,10 @@
 
 `python -m workers.devstack.smtp_sink --port 8025 --dir .dev/mail` — one `.eml` file
 per message and one log line (its Message-ID and size; never an address).
+
+For the tests of mass mail it can also misbehave like a real provider: `--tempfail-once
+TEXT` answers 451 to the first RCPT of each address containing TEXT, `--reject TEXT`
+answers 550 to every address containing it, `--no-smtputf8` does not offer SMTPUTF8.
 """
 
 from __future__ import annotations
@@ -18,10 +22,23 @@ from aiosmtpd.controller import Controller
 
 
 class MaildirHandler:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tempfail_once: str | None = None, reject: str | None = None) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.count = 0
+        self.tempfail_once, self.reject = tempfail_once, reject
+        self.tempfailed: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.reject and self.reject in address:
+            return "550 5.1.1 mailbox unavailable"
+        if self.tempfail_once and self.tempfail_once in address and address not in self.tempfailed:
+            self.tempfailed.add(address)
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content or envelope.content
@@ -40,9 +57,15 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--dir", type=Path, default=Path(".dev/mail"))
+    parser.add_argument("--tempfail-once", metavar="TEXT")
+    parser.add_argument("--reject", metavar="TEXT")
+    parser.add_argument("--no-smtputf8", action="store_true")
     args = parser.parse_args()
     controller = Controller(
-        MaildirHandler(args.dir), hostname=args.host, port=args.port, enable_SMTPUTF8=True
+        MaildirHandler(args.dir, args.tempfail_once, args.reject),
+        hostname=args.host,
+        port=args.port,
+        enable_SMTPUTF8=not args.no_smtputf8,
     )
     controller.start()
     print(f"smtp-sink: listening on {args.host}:{args.port}, writing to {args.dir}", flush=True)

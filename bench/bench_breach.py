@@ -1,0 +1,141 @@
+"""A breach campaign to `BENCH_BREACH_RECIPIENTS` accounts (default 100,000) through the
+whole path — Postgres rows, the broker, `bindery worker` (1 process, 4 lanes, 4 SMTP
+connections), the shared rate limit — into the SMTP sink, in emails per second, against a
+raw aiosmtplib blast of the same messages, prepared beforehand, over the same number of
+connections into the same sink in the same run. Then: nobody missing, nobody twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.parser import BytesHeaderParser
+from pathlib import Path
+
+import aiosmtplib
+import asyncpg
+
+from bench.common import BINDERY, OUT, Result, bench_env, process, scratch_database, wait_until
+from tasks.breach.message import Prepared, Recipient
+from tasks.breach.notice import from_incident
+from workers.devstack import commands
+from workers.devstack.servers import free_port, running
+from workers.settings import load_settings
+
+RECIPIENTS = int(os.environ.get("BENCH_BREACH_RECIPIENTS", "100000"))
+CONNECTIONS = 4
+INCIDENT = Path(__file__).parent.parent / "tests" / "data" / "incident.toml"
+
+
+@contextmanager
+def sink() -> Iterator[tuple[int, Path]]:
+    port = free_port()
+    directory = OUT / f"breach-mail-{port}"
+    with running("smtp sink", commands.smtp_sink(port, directory), port, OUT / "breach-sink.log"):
+        yield port, directory
+
+
+async def _accounts(database_url: str) -> list[Recipient]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """INSERT INTO accounts (email, password_hash, first_name, last_name)
+               SELECT 'bench' || g || '@example.com', 'x', 'Prénom ' || g, 'Nom'
+                 FROM generate_series(1, $1::int) g
+               RETURNING id, email, first_name, last_name""",
+            RECIPIENTS,
+        )
+    finally:
+        await conn.close()
+    return [Recipient(r["id"], r["email"], r["first_name"], r["last_name"]) for r in rows]
+
+
+async def _blast(port: int, messages: list[tuple[str, bytes]], sender: str) -> float:
+    """The baseline: prepared messages over CONNECTIONS connections, as fast as they go."""
+
+    async def connection(share: list[tuple[str, bytes]]) -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
+        await client.connect()
+        for recipient, data in share:
+            await client.sendmail(sender, [recipient], data)
+        await client.quit()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(messages[i::CONNECTIONS]) for i in range(CONNECTIONS)))
+    return len(messages) / (time.perf_counter() - started)
+
+
+def _message_ids(directory: Path) -> Counter[str]:
+    parser = BytesHeaderParser()
+    return Counter(
+        str(parser.parsebytes(path.read_bytes())["Message-ID"]) for path in directory.glob("*.eml")
+    )
+
+
+def _done(database_url: str, campaign_id: int) -> bool:
+    async def state() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(await conn.fetchval("SELECT state FROM breach_campaigns WHERE id = $1", campaign_id))
+        finally:
+            await conn.close()
+
+    return asyncio.run(state()) == "done"
+
+
+def run() -> list[Result]:
+    settings = load_settings()
+    notice = from_incident(INCIDENT)
+    with scratch_database() as database_url:
+        recipients = asyncio.run(_accounts(database_url))
+        prepared = Prepared(0, notice, sender=settings.mail_from, privacy_contact=settings.privacy_contact)
+        messages = [(r.email, prepared.message(r)) for r in recipients]
+        with sink() as (port, _):
+            baseline = asyncio.run(_blast(port, messages, prepared.envelope_from))
+        del messages
+        with sink() as (port, directory):
+            env = bench_env(
+                database_url,
+                SMTP_URL=f"smtp://127.0.0.1:{port}",
+                SMTP_CONNECTIONS=str(CONNECTIONS),
+                BREACH_LANES=str(CONNECTIONS),
+                BREACH_MESSAGES_PER_SECOND="100000",
+            )
+            created = subprocess.run(
+                [BINDERY, "breach", "create", "--incident", str(INCIDENT)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            campaign_id = int(created.stdout.split()[1])
+            argv = [BINDERY, "worker", "--queues", "mail", "--processes", "1", "--threads", str(CONNECTIONS)]
+            with process(argv, env, "breach-worker.log"):
+                wait_until(
+                    lambda: "Worker process is ready" in (OUT / "breach-worker.log").read_text(), 30, "worker"
+                )
+                started = time.perf_counter()
+                out = subprocess.run(
+                    [BINDERY, "breach", "start", str(campaign_id)], env=env, capture_output=True, text=True
+                )
+                assert json.loads(out.stdout)["recipients"] == RECIPIENTS, out.stderr
+                wait_until(lambda: _done(database_url, campaign_id), 3600, "the campaign")
+                figure = RECIPIENTS / (time.perf_counter() - started)
+            seen = _message_ids(directory)
+    sender_domain = settings.mail_from.rpartition("@")[2].rstrip(">")
+    expected = {f"<breach.{campaign_id}.{r.account_id}@{sender_domain}>" for r in recipients}
+    missing, duplicates = len(expected - set(seen)), sum(n - 1 for n in seen.values())
+    return [
+        Result(
+            f"breach campaign, {RECIPIENTS:,} recipients",
+            figure,
+            baseline,
+            "emails/s",
+            f"baseline: raw aiosmtplib, {CONNECTIONS} connections; {missing} missing, {duplicates} twice",
+        )
+    ]

@@ -1,0 +1,322 @@
+"""Sending a campaign, one batch at a time, by lanes: each `breach.send` message claims the
+next BREACH_BATCH_SIZE due rows (`pending → sending`, with a lease), sends them through the
+worker's SMTP pool under the global rate limit, records each outcome, and sends itself
+again while rows remain. Several lanes run at once; rows are claimed with SKIP LOCKED, so
+two lanes never hold the same row.
+
+Exactly once, per recipient: a row is `sent` only after the server accepted the message.
+Outcomes are written every FLUSH_EVERY messages, so a crash re-sends at most what its lane
+had sent but not yet recorded: the reconciler returns rows whose lease ran out to
+`pending` (duplicates bounded by one batch per lane in flight).
+
+Outcomes: a 2xx reply is `sent`; 4xx replies and connection errors come back `pending`
+after a backoff, up to BREACH_MAX_ATTEMPTS tries, then `failed`; 5xx is `failed` with its
+code. When failures pass BREACH_FAILURE_THRESHOLD the campaign pauses itself and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import aiosmtplib
+import asyncpg
+
+from tasks.breach.campaigns import finish_if_done, load, notice_of, pause_itself
+from tasks.breach.message import Prepared, Recipient
+from tasks.breach.notice import NoticeError
+from workers.db import rows_affected
+from workers.rate_limit import RateLimiter
+from workers.settings import Settings
+from workers.smtp_pool import SmtpPool
+
+LEASE = timedelta(minutes=5)
+FLUSH_EVERY = 20
+CHECK_STATE_EVERY = 50  # messages between two looks at the campaign's state (paused? cancelled?)
+MAX_BACKOFF_SECONDS = 600.0
+TOKENS_AT_ONCE = 20
+PROBE_SECONDS = 10.0  # a lane tries an unreachable server again this often (one row's try)
+CONNECTION_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    aiosmtplib.SMTPConnectError,
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    account_id: int
+    state: str  # sent | failed | pending (to try again after `retry_in`)
+    reply_code: int | None = None
+    error: str | None = None
+    retry_in: float | None = None
+
+
+def backoff(attempts: int) -> float:
+    return float(min(MAX_BACKOFF_SECONDS, 5.0 * 2.0 ** (attempts - 1)))
+
+
+@dataclass
+class Lane:
+    """What one lane needs: the worker's pool, limiter and settings."""
+
+    pool: asyncpg.Pool
+    settings: Settings
+    smtp: SmtpPool
+    limiter: RateLimiter | None
+    tokens: int = 0  # taken from the shared bucket, not yet spent
+
+    async def token(self) -> None:
+        """One message's token. Taken from Redis a few at a time (a round trip per message
+        cost as much as writing the message); a lane holds at most a twentieth of a
+        second's worth, so the provider's rate is kept within that."""
+        assert self.limiter is not None
+        if self.tokens == 0:
+            chunk = max(1, min(TOKENS_AT_ONCE, int(self.settings.breach_messages_per_second / 20)))
+            await self.limiter.take(chunk)
+            self.tokens = min(chunk, self.limiter.burst)
+        self.tokens -= 1
+
+
+async def send_batch(lane: Lane, campaign_id: int) -> dict[str, int | float | None]:
+    """Claim and send one batch. Returns counts and `more`: 0 when nothing is due now,
+    else 1; `wait`: seconds until the earliest retry when nothing is due but some wait."""
+    pool, settings = lane.pool, lane.settings
+    campaign = await load(pool, campaign_id)
+    if campaign["state"] != "sending":
+        return {"claimed": 0, "more": 0, "wait": None}
+    claimed = await pool.fetch(
+        """
+        WITH due AS (
+            SELECT account_id FROM breach_recipients
+             WHERE campaign_id = $1 AND state = 'pending'
+               AND (next_attempt_at IS NULL OR next_attempt_at <= now())
+             ORDER BY account_id LIMIT $2 FOR UPDATE SKIP LOCKED)
+        UPDATE breach_recipients r
+           SET state = 'sending', attempts = attempts + 1, lease_until = now() + $3::interval
+          FROM due LEFT JOIN accounts a ON a.id = due.account_id
+         WHERE r.campaign_id = $1 AND r.account_id = due.account_id
+        RETURNING r.account_id, r.email, r.attempts, a.id IS NOT NULL AS exists,
+                  a.first_name, a.last_name, a.business_name
+        """,
+        campaign_id,
+        settings.breach_batch_size,
+        LEASE,
+    )
+    if not claimed:
+        wait = await pool.fetchval(
+            """SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM breach_recipients
+                WHERE campaign_id = $1 AND state = 'pending'""",
+            campaign_id,
+        )
+        if wait is None:
+            await finish_if_done(pool, campaign_id)
+        return {"claimed": 0, "more": 0, "wait": max(1.0, float(wait)) if wait is not None else None}
+    await pool.execute("UPDATE breach_campaigns SET active_at = now() WHERE id = $1", campaign_id)
+    prepared = Prepared(
+        campaign_id, notice_of(campaign), sender=settings.mail_from, privacy_contact=settings.privacy_contact
+    )
+    outcomes: list[Outcome] = []
+    counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0}
+    wait = None
+    for done, row in enumerate(claimed):
+        if done and done % CHECK_STATE_EVERY == 0 and (await load(pool, campaign_id))["state"] != "sending":
+            counts["released"] = await _release(pool, campaign_id, [r["account_id"] for r in claimed[done:]])
+            break
+        outcome = await _send_one(lane, prepared, row)
+        outcomes.append(outcome)
+        if outcome.state == "pending" and outcome.reply_code is None:
+            # The server is unreachable: the rest of the batch waits without spending a try,
+            # and so does this lane.
+            rest = [r["account_id"] for r in claimed[done + 1 :]]
+            counts["released"] = await _release(pool, campaign_id, rest)
+            await pool.execute(
+                "UPDATE breach_campaigns SET unreachable_at = now() WHERE id = $1", campaign_id
+            )
+            wait = min(outcome.retry_in or PROBE_SECONDS, PROBE_SECONDS)
+            break
+        if len(outcomes) >= FLUSH_EVERY:
+            await _record(pool, campaign_id, outcomes, counts)
+            outcomes = []
+            if await _check_failures(lane, campaign_id):  # paused itself: stop here
+                counts["released"] = await _release(
+                    pool, campaign_id, [r["account_id"] for r in claimed[done + 1 :]]
+                )
+                break
+    await _record(pool, campaign_id, outcomes, counts)
+    await _check_failures(lane, campaign_id)
+    if counts["sent"] and campaign["unreachable_at"] is not None:
+        await _reachable_again(pool, campaign_id)
+    return {**counts, "more": 0 if wait else 1, "wait": wait}
+
+
+async def _reachable_again(pool: asyncpg.Pool, campaign_id: int) -> None:
+    """The server answers again: what waited only for it (no reply code) is due now."""
+    async with pool.acquire() as conn, conn.transaction():
+        cleared = await conn.fetchval(
+            """UPDATE breach_campaigns SET unreachable_at = NULL
+                WHERE id = $1 AND unreachable_at IS NOT NULL RETURNING id""",
+            campaign_id,
+        )
+        if cleared:
+            await conn.execute(
+                """UPDATE breach_recipients SET next_attempt_at = NULL
+                    WHERE campaign_id = $1 AND state = 'pending' AND reply_code IS NULL
+                      AND next_attempt_at > now()""",
+                campaign_id,
+            )
+
+
+async def _send_one(lane: Lane, prepared: Prepared, row: asyncpg.Record) -> Outcome:
+    account_id, attempts = row["account_id"], row["attempts"]
+    if not row["exists"] or row["email"] is None:
+        return Outcome(account_id, "skipped", error="account erased")
+    recipient = Recipient(account_id, row["email"], row["first_name"], row["last_name"], row["business_name"])
+    try:
+        message = prepared.message(recipient)
+    except NoticeError as error:
+        return Outcome(account_id, "failed", error=str(error))  # our message: never the address
+    if lane.limiter is not None:
+        await lane.token()
+    try:
+        code = await _deliver(lane.smtp, prepared.envelope_from, recipient.email, message)
+    except aiosmtplib.SMTPNotSupported:
+        return Outcome(
+            account_id, "failed", error="the address needs SMTPUTF8, which the server does not offer"
+        )
+    except CONNECTION_ERRORS as error:
+        return _later(account_id, attempts, lane.settings, None, type(error).__name__)
+    if 200 <= code < 300:
+        return Outcome(account_id, "sent", reply_code=code)
+    if 400 <= code < 500:
+        return _later(account_id, attempts, lane.settings, code, f"temporary reply {code}")
+    return Outcome(account_id, "failed", reply_code=code, error=f"refused with {code}")
+
+
+def _later(account_id: int, attempts: int, settings: Settings, code: int | None, error: str) -> Outcome:
+    if attempts >= settings.breach_max_attempts:
+        return Outcome(account_id, "failed", reply_code=code, error=f"{error}, {attempts} attempts")
+    return Outcome(account_id, "pending", reply_code=code, error=error, retry_in=backoff(attempts))
+
+
+async def _deliver(smtp: SmtpPool, sender: str, recipient: str, message: bytes) -> int:
+    """The server's reply code for the message (its only recipient's, if refused there)."""
+    async with smtp.connection() as client:
+        options = []
+        if not recipient.isascii():
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            if not client.supports_extension("smtputf8"):
+                raise aiosmtplib.SMTPNotSupported("SMTPUTF8 is not offered")
+            options.append("SMTPUTF8")
+        try:
+            await client.sendmail(sender, [recipient], message, mail_options=options)
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            code = refused.recipients[0].code
+        except aiosmtplib.SMTPResponseException as error:
+            code = error.code
+        else:
+            return 250  # anything but a 2xx to DATA raises
+        await client.rset()  # the connection stays usable for the next message
+        return int(code)
+
+
+async def _record(
+    pool: asyncpg.Pool, campaign_id: int, outcomes: list[Outcome], counts: dict[str, int]
+) -> None:
+    if not outcomes:
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        # `state = 'sending'`: an erasure may have scrubbed the row meanwhile; it stays skipped.
+        result = await conn.execute(
+            """
+            UPDATE breach_recipients r
+               SET state = o.state, reply_code = o.code, error = o.error, lease_until = NULL,
+                   sent_at = CASE WHEN o.state = 'sent' THEN now() END,
+                   email = CASE WHEN o.state = 'skipped' THEN NULL ELSE r.email END,
+                   next_attempt_at = CASE WHEN o.retry_in IS NULL THEN NULL
+                                          ELSE now() + o.retry_in * interval '1 second' END
+              FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::float8[])
+                   AS o(account_id, state, code, error, retry_in)
+             WHERE r.campaign_id = $1 AND r.account_id = o.account_id AND r.state = 'sending'
+            """,
+            campaign_id,
+            [o.account_id for o in outcomes],
+            [o.state for o in outcomes],
+            [o.reply_code for o in outcomes],
+            [o.error for o in outcomes],
+            [o.retry_in for o in outcomes],
+        )
+        sent = sum(o.state == "sent" for o in outcomes)
+        failed = sum(o.state == "failed" for o in outcomes)
+        await conn.execute(
+            """UPDATE breach_campaigns SET sent_count = sent_count + $2, failed_count = failed_count + $3
+                WHERE id = $1""",
+            campaign_id,
+            sent,
+            failed,
+        )
+    assert rows_affected(result) <= len(outcomes)
+    counts["sent"] += sent
+    counts["failed"] += failed
+    counts["retry"] += sum(o.state == "pending" for o in outcomes)
+
+
+async def _release(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int]) -> int:
+    """Rows claimed but not tried (the campaign was paused or cancelled): pending again."""
+    result = await pool.execute(
+        """UPDATE breach_recipients SET state = 'pending', attempts = attempts - 1, lease_until = NULL
+            WHERE campaign_id = $1 AND account_id = ANY($2::bigint[]) AND state = 'sending'""",
+        campaign_id,
+        account_ids,
+    )
+    return rows_affected(result)
+
+
+async def _check_failures(lane: Lane, campaign_id: int) -> bool:
+    """Pause the campaign when failures pass the threshold; whether it is now paused."""
+    settings = lane.settings
+    row = await lane.pool.fetchrow(
+        "SELECT sent_count, failed_count FROM breach_campaigns WHERE id = $1", campaign_id
+    )
+    assert row is not None
+    tried = row["sent_count"] + row["failed_count"]
+    failed = row["failed_count"]
+    if failed >= settings.breach_failure_minimum and failed >= settings.breach_failure_threshold * tried:
+        codes = await lane.pool.fetch(
+            """SELECT reply_code, count(*) AS n FROM breach_recipients
+                WHERE campaign_id = $1 AND state = 'failed' GROUP BY reply_code ORDER BY n DESC LIMIT 3""",
+            campaign_id,
+        )
+        common = ", ".join(f"{r['reply_code'] or 'no reply'} ×{r['n']}" for r in codes)
+        return await pause_itself(
+            lane.pool,
+            campaign_id,
+            f"{failed} of {tried} messages failed (threshold {settings.breach_failure_threshold:.0%});"
+            f" most common: {common}. Check the sender's configuration, then `bindery breach resume`.",
+        )
+    return False
+
+
+async def reconcile(pool: asyncpg.Pool, quiet: timedelta) -> dict[str, Any]:
+    """Rows left `sending` by a dead worker go back to `pending`; campaigns `sending` with
+    no claim for `quiet` (their lane messages lost, say) are returned to restart lanes;
+    campaigns with nothing left are finished."""
+    returned = await pool.execute(
+        """UPDATE breach_recipients SET state = 'pending', lease_until = NULL
+            WHERE state = 'sending' AND lease_until < now()"""
+    )
+    restart, finished = [], []
+    for campaign in await pool.fetch(
+        "SELECT id, active_at < now() - $1::interval AS quiet FROM breach_campaigns WHERE state = 'sending'",
+        quiet,
+    ):
+        if await finish_if_done(pool, campaign["id"]):
+            finished.append(campaign["id"])
+        elif campaign["quiet"] or rows_affected(returned):
+            restart.append(campaign["id"])
+    return {"restart": restart, "finished": finished, "returned": rows_affected(returned)}
