@@ -16,26 +16,35 @@ from workers.resources import current_resources
 
 log = get_logger(__name__)
 QUIET = timedelta(minutes=2)  # a sending campaign with no claim for this long gets its lanes back
+# A lane goes from batch to batch in one message for this long, then sends itself again:
+# a message per batch waited on the broker's idle polling (up to a second) between batches.
+LANE_SECONDS = 60.0
 
 
 @dramatiq.actor(actor_name="breach.send", queue_name="mail", **policy("mail").actor_options())
 async def send(campaign_id: int) -> None:
-    """One batch of the campaign; then this lane goes on (or waits for the next retry).
-    Safe to repeat: rows are claimed, never assumed."""
+    """Batches of the campaign for up to LANE_SECONDS; then this lane goes on in a new
+    message (or waits for the next retry). Safe to repeat: rows are claimed, never assumed."""
     resources = current_resources()
     if resources.mail_limiter is None:
         # Without Redis no rate is shared: refuse rather than overrun the provider.
         raise RuntimeError("breach mail needs a Redis for its rate limit: set RATE_LIMIT_REDIS_URL")
     assert resources.smtp is not None
     lane = Lane(resources.pool, resources.settings, resources.smtp, resources.mail_limiter)
-    outcome = await send_batch(lane, campaign_id)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LANE_SECONDS
+    while True:
+        outcome = await send_batch(lane, campaign_id)
+        if outcome["claimed"]:
+            counts = {key: value for key, value in outcome.items() if key != "wait"}
+            log.info("breach batch", campaign_id=campaign_id, **counts)
+        if not outcome["more"] or loop.time() > deadline:
+            break
     if outcome["more"]:
         await asyncio.to_thread(send.send, campaign_id)
     elif outcome["wait"] is not None:
         delay = int(float(outcome["wait"]) * 1000)
         await asyncio.to_thread(send.send_with_options, args=(campaign_id,), delay=delay)
-    if outcome["claimed"]:
-        log.info("breach batch", campaign_id=campaign_id, **{k: v for k, v in outcome.items() if k != "wait"})
 
 
 def start_lanes(campaign_id: int, lanes: int) -> None:

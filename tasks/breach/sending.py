@@ -34,7 +34,6 @@ from workers.smtp_pool import SmtpPool
 
 LEASE = timedelta(minutes=5)
 FLUSH_EVERY = 20
-CHECK_STATE_EVERY = 50  # messages between two looks at the campaign's state (paused? cancelled?)
 MAX_BACKOFF_SECONDS = 600.0
 TOKENS_AT_ONCE = 20
 PROBE_SECONDS = 10.0  # a lane tries an unreachable server again this often (one row's try)
@@ -116,7 +115,6 @@ async def send_batch(lane: Lane, campaign_id: int) -> dict[str, int | float | No
         if wait is None:
             await finish_if_done(pool, campaign_id)
         return {"claimed": 0, "more": 0, "wait": max(1.0, float(wait)) if wait is not None else None}
-    await pool.execute("UPDATE breach_campaigns SET active_at = now() WHERE id = $1", campaign_id)
     prepared = Prepared(
         campaign_id, notice_of(campaign), sender=settings.mail_from, privacy_contact=settings.privacy_contact
     )
@@ -124,9 +122,6 @@ async def send_batch(lane: Lane, campaign_id: int) -> dict[str, int | float | No
     counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0}
     wait = None
     for done, row in enumerate(claimed):
-        if done and done % CHECK_STATE_EVERY == 0 and (await load(pool, campaign_id))["state"] != "sending":
-            counts["released"] = await _release(pool, campaign_id, [r["account_id"] for r in claimed[done:]])
-            break
         outcome = await _send_one(lane, prepared, row)
         outcomes.append(outcome)
         if outcome.state == "pending" and outcome.reply_code is None:
@@ -140,15 +135,16 @@ async def send_batch(lane: Lane, campaign_id: int) -> dict[str, int | float | No
             wait = min(outcome.retry_in or PROBE_SECONDS, PROBE_SECONDS)
             break
         if len(outcomes) >= FLUSH_EVERY:
-            await _record(pool, campaign_id, outcomes, counts)
+            tally = await _record(pool, campaign_id, outcomes, counts)
             outcomes = []
-            if await _check_failures(lane, campaign_id):  # paused itself: stop here
+            # Paused or cancelled meanwhile, or paused by this very tally: stop here.
+            if tally["state"] != "sending" or await _check_failures(lane, campaign_id, tally):
                 counts["released"] = await _release(
                     pool, campaign_id, [r["account_id"] for r in claimed[done + 1 :]]
                 )
                 break
-    await _record(pool, campaign_id, outcomes, counts)
-    await _check_failures(lane, campaign_id)
+    if outcomes:
+        await _check_failures(lane, campaign_id, await _record(pool, campaign_id, outcomes, counts))
     if counts["sent"] and campaign["unreachable_at"] is not None:
         await _reachable_again(pool, campaign_id)
     return {**counts, "more": 0 if wait else 1, "wait": wait}
@@ -227,9 +223,8 @@ async def _deliver(smtp: SmtpPool, sender: str, recipient: str, message: bytes) 
 
 async def _record(
     pool: asyncpg.Pool, campaign_id: int, outcomes: list[Outcome], counts: dict[str, int]
-) -> None:
-    if not outcomes:
-        return
+) -> asyncpg.Record:
+    """Write the outcomes; the campaign's tally and state after them, in the same round trip."""
     async with pool.acquire() as conn, conn.transaction():
         # `state = 'sending'`: an erasure may have scrubbed the row meanwhile; it stays skipped.
         result = await conn.execute(
@@ -253,17 +248,19 @@ async def _record(
         )
         sent = sum(o.state == "sent" for o in outcomes)
         failed = sum(o.state == "failed" for o in outcomes)
-        await conn.execute(
-            """UPDATE breach_campaigns SET sent_count = sent_count + $2, failed_count = failed_count + $3
-                WHERE id = $1""",
+        tally = await conn.fetchrow(
+            """UPDATE breach_campaigns
+                  SET sent_count = sent_count + $2, failed_count = failed_count + $3, active_at = now()
+                WHERE id = $1 RETURNING sent_count, failed_count, state""",
             campaign_id,
             sent,
             failed,
         )
-    assert rows_affected(result) <= len(outcomes)
+    assert tally is not None and rows_affected(result) <= len(outcomes)
     counts["sent"] += sent
     counts["failed"] += failed
     counts["retry"] += sum(o.state == "pending" for o in outcomes)
+    return tally
 
 
 async def _release(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int]) -> int:
@@ -277,15 +274,11 @@ async def _release(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int])
     return rows_affected(result)
 
 
-async def _check_failures(lane: Lane, campaign_id: int) -> bool:
+async def _check_failures(lane: Lane, campaign_id: int, tally: asyncpg.Record) -> bool:
     """Pause the campaign when failures pass the threshold; whether it is now paused."""
     settings = lane.settings
-    row = await lane.pool.fetchrow(
-        "SELECT sent_count, failed_count FROM breach_campaigns WHERE id = $1", campaign_id
-    )
-    assert row is not None
-    tried = row["sent_count"] + row["failed_count"]
-    failed = row["failed_count"]
+    tried = tally["sent_count"] + tally["failed_count"]
+    failed = tally["failed_count"]
     if failed >= settings.breach_failure_minimum and failed >= settings.breach_failure_threshold * tried:
         codes = await lane.pool.fetch(
             """SELECT reply_code, count(*) AS n FROM breach_recipients
