@@ -161,6 +161,15 @@ def smtp_sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
+async def s3(worker_resources: Any) -> AsyncIterator[Any]:
+    """An S3 client on the test S3 server (as a worker's Resources.s3 would be)."""
+    from workers.s3 import s3_client
+
+    async with s3_client(worker_resources.settings) as client:
+        yield client
+
+
+@pytest.fixture
 async def worker_resources(
     pool: asyncpg.Pool, stripe_fake: str, s3_server: str, smtp_sink: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Any]:

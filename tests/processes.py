@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,11 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
     while not (value := deadline.poll()):
         time.sleep(interval)
     return value
+
+
+async def equals(value: Awaitable[Any], expected: Any) -> bool:
+    """For `eventually`: whether an awaited value (a state read from the database) is `expected`."""
+    return bool(await value == expected)
 
 
 async def eventually(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:

@@ -21,18 +21,13 @@ from tasks.backups.expiry import expire_backups
 from tasks.backups.pipeline import BackupFailed, part_size_for
 from tasks.backups.restore import restore_backup, verify_backup
 from tasks.backups.run import run_backup
+from tests.instances import add_instance
 from tests.processes import eventually, run_bindery
 from workers.db import connect, database_name, drop_database, ensure_database
 from workers.resources import Resources
 from workers.s3 import s3_client
 
 DAY = date(2026, 11, 25)
-
-
-@pytest.fixture
-async def s3(worker_resources: Resources) -> AsyncIterator[Any]:
-    async with s3_client(worker_resources.settings) as client:
-        yield client
 
 
 @pytest.fixture
@@ -46,16 +41,7 @@ async def instance(worker_resources: Resources, database_url: str) -> AsyncItera
         "CREATE TABLE customers AS SELECT g AS id FROM generate_series(1, 300) g;"
     )
     await conn.close()
-    account_id = await pool.fetchval(
-        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
-        f"{secrets.token_hex(4)}@ex.fr",
-    )
-    instance_id: int = await pool.fetchval(
-        "INSERT INTO instances (account_id, name, database_url) VALUES ($1, 'shop', $2) RETURNING id",
-        account_id,
-        url,
-    )
-    yield instance_id, url
+    yield await add_instance(pool, url, "shop"), url
     await drop_database(url)
 
 

@@ -8,7 +8,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,8 @@ import asyncpg
 import pytest
 
 from tasks.backups.run import back_up, run_backup
-from tests.processes import bindery, bindery_env, eventually
+from tests.instances import add_instance
+from tests.processes import bindery, bindery_env, equals, eventually
 from workers.db import drop_database, ensure_database
 from workers.resources import Resources
 from workers.s3 import s3_client
@@ -48,23 +49,7 @@ def big_source(database_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def instance_id(worker_resources: Resources, big_source: str) -> int:
-    pool = worker_resources.pool
-    account_id = await pool.fetchval(
-        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
-        f"{secrets.token_hex(4)}@ex.fr",
-    )
-    created: int = await pool.fetchval(
-        "INSERT INTO instances (account_id, name, database_url) VALUES ($1, 'big', $2) RETURNING id",
-        account_id,
-        big_source,
-    )
-    return created
-
-
-@pytest.fixture
-async def s3(worker_resources: Resources) -> AsyncIterator[Any]:
-    async with s3_client(worker_resources.settings) as client:
-        yield client
+    return await add_instance(worker_resources.pool, big_source, "big")
 
 
 async def _uploading(pool: asyncpg.Pool, s3: Any, settings: Settings, instance_id: int) -> str | None:
@@ -111,14 +96,10 @@ async def test_a_worker_killed_mid_upload_leaves_the_backup_to_the_next_attempt(
     )
     with bindery(*worker_args, log=tmp_path / "worker-2.log"):
         run.send(instance_id, DAY.isoformat())  # the next attempt (a retry, or the next night's run)
-        await eventually(lambda: _is(state, "verified"), 120, "the next attempt to finish")
+        await eventually(lambda: equals(state(), "verified"), 120, "the next attempt to finish")
     assert orphan not in await _uploads(s3, settings, instance_id)
     rows = await pool.fetch("SELECT upload_id, parts FROM backups WHERE instance_id = $1", instance_id)
     assert len(rows) == 1 and rows[0]["upload_id"] != orphan and rows[0]["parts"] >= 1
-
-
-async def _is(read: Any, expected: str) -> bool:
-    return bool(await read() == expected)
 
 
 async def test_the_s3_server_stopped_mid_upload_fails_the_backup_and_a_retry_completes_it(

@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,7 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from tasks.breach.sending import Lane, reconcile, send_batch
-from tests.processes import bindery, bindery_env, eventually, run_bindery
+from tests.processes import bindery, bindery_env, equals, eventually, run_bindery
 from workers.db import create_pool, drop_database, migrate_database
 from workers.devstack import commands
 from workers.devstack.servers import free_port, running
@@ -138,7 +138,7 @@ async def test_every_account_is_mailed_exactly_once_through_a_pause(own: Any, tm
             paused_sent = (await _counts(pool, campaign_id))["sent"]
             assert paused_sent < total and sum(message_ids(mail).values()) == paused_sent
             assert run_bindery("breach", "resume", str(campaign_id), env=env).returncode == 0
-            await eventually(lambda: _is(campaign_state(pool, campaign_id), "done"), 120, "the campaign")
+            await eventually(lambda: equals(campaign_state(pool, campaign_id), "done"), 120, "the campaign")
         rows = await recipients(pool, campaign_id)
         assert {row["state"] for row in rows.values()} == {"sent"} and len(rows) == total
         seen = message_ids(mail)
@@ -191,7 +191,7 @@ async def test_a_worker_killed_mid_campaign_loses_no_one_and_duplicates_at_most_
 
         with worker(tmp_path / "worker-2.log", env):
             await asyncio.to_thread(start_lanes, campaign_id, LANES)
-            await eventually(lambda: _is(campaign_state(pool, campaign_id), "done"), 120, "the campaign")
+            await eventually(lambda: equals(campaign_state(pool, campaign_id), "done"), 120, "the campaign")
         rows = await recipients(pool, campaign_id)
         assert {row["state"] for row in rows.values()} == {"sent"}
         seen = message_ids(mail)
@@ -208,7 +208,7 @@ async def test_451_is_retried_and_delivered_550_fails_and_is_reported(own: Any, 
         campaign_id = create_campaign(env)
         assert run_bindery("breach", "start", str(campaign_id), env=env).returncode == 0
         with worker(tmp_path / "worker.log", env):
-            await eventually(lambda: _is(campaign_state(pool, campaign_id), "done"), 180, "the campaign")
+            await eventually(lambda: equals(campaign_state(pool, campaign_id), "done"), 180, "the campaign")
         rows = await recipients(pool, campaign_id)
         seen = message_ids(mail)
     rejected = {a for a, row in rows.items() if "+reject" in row["email"]}
@@ -231,7 +231,7 @@ async def test_failures_past_the_threshold_pause_the_campaign_and_say_why(own: A
         campaign_id = create_campaign(env)
         assert run_bindery("breach", "start", str(campaign_id), env=env).returncode == 0
         with worker(tmp_path / "worker.log", env):
-            await eventually(lambda: _is(campaign_state(pool, campaign_id), "paused"), 60, "the pause")
+            await eventually(lambda: equals(campaign_state(pool, campaign_id), "paused"), 60, "the pause")
             await eventually(lambda: _none_sending(pool, campaign_id), 30, "the lanes to stop")
         reason = await pool.fetchval("SELECT pause_reason FROM breach_campaigns WHERE id = $1", campaign_id)
         assert "messages failed" in reason and "550" in reason
@@ -266,7 +266,7 @@ async def test_the_sink_down_for_30_seconds_is_waited_for(own: Any, tmp_path: Pa
         )
         assert attempts <= 4  # the lanes waited; they did not spend every row's tries
         with sink(tmp_path, port=port) as (_, mail):
-            await eventually(lambda: _is(campaign_state(pool, campaign_id), "done"), 120, "the campaign")
+            await eventually(lambda: equals(campaign_state(pool, campaign_id), "done"), 120, "the campaign")
             seen = message_ids(mail)
     rows = await recipients(pool, campaign_id)
     assert {row["state"] for row in rows.values()} == {"sent"}
@@ -323,10 +323,6 @@ async def _sent_at_least(pool: asyncpg.Pool, campaign_id: int, count: int) -> bo
 
 async def _none_sending(pool: asyncpg.Pool, campaign_id: int) -> bool:
     return (await _counts(pool, campaign_id))["sending"] == 0
-
-
-async def _is(value: Awaitable[Any], expected: str) -> bool:
-    return bool(await value == expected)
 
 
 async def test_addresses_are_scrubbed_after_the_retention_counts_stay(own: Any, tmp_path: Path) -> None:

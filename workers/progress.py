@@ -37,15 +37,18 @@ class ProgressBar:
                 self.stream.flush()
 
 
+def _draw(fraction: float) -> str:
+    filled = int(fraction * WIDTH)
+    return "[" + "#" * filled + " " * (WIDTH - filled) + "]"
+
+
 def bar(done: int, total: int) -> str:
     """An exact bar: done of total."""
     fraction = min(done / total, 1.0) if total > 0 else 1.0
-    filled = int(fraction * WIDTH)
-    return "[" + "#" * filled + " " * (WIDTH - filled) + f"] {fraction:4.0%}"
+    return f"{_draw(fraction)} {fraction:4.0%}"
 
 
 def render(done: int, total: int) -> str:
+    """An estimated bar: `total` only approximates where `done` will end."""
     fraction = min(done / total, 0.99) if total > 0 else 0.0
-    filled = int(fraction * WIDTH)
-    bar = "#" * filled + " " * (WIDTH - filled)
-    return f"[{bar}] ~{fraction:4.0%}  {done / 1e6:,.1f} of ~{total / 1e6:,.1f} MB"
+    return f"{_draw(fraction)} ~{fraction:4.0%}  {done / 1e6:,.1f} of ~{total / 1e6:,.1f} MB"

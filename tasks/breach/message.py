@@ -74,9 +74,13 @@ def _quoted_printable(text: str) -> bytes:
     return binascii.b2a_qp(crlf.encode("utf-8"), istext=True, header=False)
 
 
+def _id_domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "bindery.localhost"
+
+
 def message_id(campaign_id: int, account_id: int, sender: str) -> str:
-    domain = parseaddr(sender)[1].rpartition("@")[2] or "bindery.localhost"
-    return f"<breach.{campaign_id}.{account_id}@{domain}>"
+    """The Message-ID of a (campaign, account): the same however often it is rendered."""
+    return f"<breach.{campaign_id}.{account_id}@{_id_domain(sender)}>"
 
 
 def check_address(email: str) -> str:
@@ -91,22 +95,25 @@ class Prepared:
     """A campaign's message, ready to be written for each recipient."""
 
     def __init__(self, campaign_id: int, notice: Notice, *, sender: str, privacy_contact: str) -> None:
-        self.campaign_id, self.sender, self.privacy_contact = campaign_id, sender, privacy_contact
-        self.envelope_from = parseaddr(sender)[1]
+        self.campaign_id, self.privacy_contact = campaign_id, privacy_contact
+        name, self.envelope_from = parseaddr(sender)
+        self.id_domain = _id_domain(sender)  # once: the Message-ID of every recipient ends with it
         self.templates = {
             language: Template(getattr(notice, f"body_{language}")) for language in ("fr", "en")
         }
         self.boundary = f"=_bindery_{campaign_id}_{secrets.token_hex(8)}"
-        name, address = parseaddr(sender)
         subject = refuse_line_breaks(f"{notice.subject_fr} / {notice.subject_en}", "the subject")
         self.head = (
-            f"From: {formataddr((name, address), charset='utf-8')}\r\n"
+            f"From: {formataddr((name, self.envelope_from), charset='utf-8')}\r\n"
             f"Subject: {_header(subject)}\r\n"
             "Auto-Submitted: auto-generated\r\n"  # RFC 3834: no vacation replies, please
             "Content-Language: fr, en\r\n"
             "MIME-Version: 1.0\r\n"
             f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n'
         ).encode("ascii")
+
+    def message_id(self, account_id: int) -> str:
+        return f"<breach.{self.campaign_id}.{account_id}@{self.id_domain}>"
 
     def texts(self, recipient: Recipient) -> tuple[str, str]:
         """The text and the HTML of the recipient's message."""
@@ -135,7 +142,7 @@ class Prepared:
             (
                 f"To: {to}\r\n".encode(),
                 f"Date: {formatdate(usegmt=True)}\r\n".encode("ascii"),
-                f"Message-ID: {message_id(self.campaign_id, recipient.account_id, self.sender)}\r\n".encode(),
+                f"Message-ID: {self.message_id(recipient.account_id)}\r\n".encode(),
                 self.head,
                 b"\r\n--" + boundary + b"\r\n",
                 b'Content-Type: text/plain; charset="utf-8"\r\n' + part_head,
