@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -70,6 +71,31 @@ async def test_a_finished_job_is_not_run_again(pool: asyncpg.Pool) -> None:
     await run_job(resources, job_id, counting, PingArguments, max_retries=3)
     assert runs == 1
     assert await pool.fetchval("SELECT result FROM jobs WHERE id = $1", job_id) == {"runs": 1}
+
+
+async def test_concurrent_jobs_share_claims_and_each_keeps_its_own_result(pool: asyncpg.Pool) -> None:
+    """Claims and "done" marks of concurrent jobs go in batches; none is lost or mixed up,
+    and a finished job inside a batch is still not run again."""
+    resources = Resources(settings=load_settings(), pool=pool)
+    job_ids = [await _queued_job(pool) for _ in range(20)]
+    await pool.execute("UPDATE jobs SET status = 'done', result = '{}' WHERE id = $1", job_ids[0])
+    ran: list[uuid.UUID] = []
+
+    def echoing(job_id: uuid.UUID) -> Any:
+        async def handler(resources: Resources, arguments: Any) -> dict[str, str]:
+            ran.append(job_id)
+            await asyncio.sleep(0)
+            return {"job": str(job_id)}
+
+        return handler
+
+    await asyncio.gather(
+        *(run_job(resources, job_id, echoing(job_id), PingArguments, max_retries=0) for job_id in job_ids)
+    )
+    assert sorted(ran) == sorted(job_ids[1:])
+    rows = await pool.fetch("SELECT id, status, attempts, result FROM jobs WHERE id = ANY($1)", job_ids[1:])
+    assert {(row["status"], row["attempts"]) for row in rows} == {("done", 1)}
+    assert all(row["result"] == {"job": str(row["id"])} for row in rows)
 
 
 async def test_reconciler_resends_jobs_the_broker_lost(pool: asyncpg.Pool, redis_client: redis.Redis) -> None:

@@ -105,32 +105,20 @@ async def run_job(
     max_retries: int,
 ) -> None:
     """Run one job. A job already done or failed is left alone, so a duplicate message is harmless."""
-    pool: asyncpg.Pool = resources.pool
-    row = await pool.fetchrow(
-        """
-        UPDATE jobs SET status = 'running', attempts = attempts + 1,
-               started_at = coalesce(started_at, now()), updated_at = now()
-          -- Only a claim: if a server crash loses it, the job is queued again, as it was.
-          -- So its commit need not wait for the WAL flush.
-          FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
-         WHERE id = $1 AND status IN ('queued', 'running')
-        RETURNING arguments, attempts, token_id
-        """,
-        job_id,
-    )
+    row = await resources.job_rows.claim(job_id)
     if row is None:
         log.info("job already finished or unknown", job_id=str(job_id))
         return
     try:
-        requester = f"token:{row['token_id']}" if row["token_id"] is not None else "api"
+        requester = f"token:{row.token_id}" if row.token_id is not None else "api"
         token = _requester.set(requester)
         try:
-            result = await handler(resources, arguments.model_validate(row["arguments"]))
+            result = await handler(resources, arguments.model_validate(row.arguments))
         finally:
             _requester.reset(token)
     except Exception as error:
-        final = row["attempts"] > max_retries
-        await pool.execute(
+        final = row.attempts > max_retries
+        await resources.pool.execute(
             """
             UPDATE jobs SET status = $2, error = $3, updated_at = now(),
                    finished_at = CASE WHEN $2 = 'failed' THEN now() END
@@ -140,16 +128,8 @@ async def run_job(
             "failed" if final else "queued",
             describe_error(error),
         )
-        log.warning("job attempt failed", job_id=str(job_id), attempt=row["attempts"], final=final)
+        log.warning("job attempt failed", job_id=str(job_id), attempt=row.attempts, final=final)
         if final:
             return
         raise
-    await pool.execute(
-        """
-        UPDATE jobs SET status = 'done', result = $2, error = NULL,
-               finished_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'running'
-        """,
-        job_id,
-        result or {},
-    )
+    await resources.job_rows.finish(job_id, result or {})

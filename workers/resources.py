@@ -7,7 +7,7 @@ them the same way and they are closed at shutdown.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -18,6 +18,7 @@ from dramatiq.asyncio import get_event_loop_thread
 from stripe._http_client import AIOHTTPClient
 
 from workers.db import create_pool
+from workers.job_rows import JobRows
 from workers.rate_limit import RateLimiter
 from workers.s3 import s3_client
 from workers.settings import Settings
@@ -40,6 +41,11 @@ class Resources:
     smtp: SmtpPool | None = None
     mail_limiter: RateLimiter | None = None
     closing: AsyncExitStack | None = None
+    # Claims and "done" marks of the jobs this process runs, written in batches.
+    job_rows: JobRows = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.job_rows = JobRows(self.pool)
 
 
 _current: Resources | None = None
