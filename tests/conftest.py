@@ -183,3 +183,52 @@ async def worker_resources(
     client, http = make_stripe_client(settings)
     yield Resources(settings=settings, pool=pool, stripe=client, stripe_http=http)
     await http.close_async()
+
+
+@pytest.fixture
+async def instance(worker_resources: Any, database_url: str) -> AsyncIterator[tuple[int, str]]:
+    """An account owning an instance whose database holds 20,000 orders and 300 customers;
+    (instance id, database URL)."""
+    from tests.instances import add_instance
+    from workers.db import ensure_database
+
+    pool = worker_resources.pool
+    url = database_url.rsplit("/", 1)[0] + f"/backup_src_{secrets.token_hex(4)}"
+    await ensure_database(url)
+    conn = await asyncpg.connect(url)
+    await conn.execute(
+        "CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 20000) g;"
+        "CREATE TABLE customers AS SELECT g AS id FROM generate_series(1, 300) g;"
+    )
+    await conn.close()
+    yield await add_instance(pool, url, "shop"), url
+    await drop_database(url)
+
+
+@pytest.fixture
+async def accounts_db(database_url: str) -> AsyncIterator[Any]:
+    """`await accounts_db(n)`: a fresh database with n accounts; one in 100 gets a 451 once from a
+    faulty sink, one in 250 a 550, one in 10 is disabled."""
+    from tests.breach_setup import Bindery
+
+    created: list[Bindery] = []
+
+    async def make(count: int) -> Bindery:
+        url = database_url.rsplit("/", 1)[0] + f"/breach_{secrets.token_hex(4)}"
+        await migrate_database(url, create=True)
+        pool = await create_pool(url, max_size=4)
+        await pool.execute(
+            """INSERT INTO accounts (email, password_hash, first_name, status)
+               SELECT 'c' || g || CASE WHEN g % 250 = 0 THEN '+reject' WHEN g % 100 = 0 THEN '+tempfail'
+                                       ELSE '' END || '@exemple.fr',
+                      'x', 'Client ' || g, CASE WHEN g % 10 = 0 THEN 'disabled' ELSE 'active' END
+                 FROM generate_series(1, $1::int) g""",
+            count,
+        )
+        created.append(Bindery(url, pool))
+        return created[-1]
+
+    yield make
+    for one in created:
+        await one.pool.close()
+        await drop_database(one.url)

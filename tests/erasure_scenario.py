@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from tasks.billing.stripe_calls import StripeGate
+from tasks.erasure.context import Erasure
+from tasks.erasure.requests import request_erasure
+from tasks.erasure.verify import find_leftovers
 from tests.billing_events import deliver, event, sepa_mandate
 from workers.db import database_name, drop_database, ensure_database
 from workers.resources import Resources
@@ -166,3 +171,33 @@ def mails_to(directory: Path, address: str) -> list[Any]:
         for path in sorted(directory.glob("*.eml"))
     ]
     return [message for message in messages if message["To"] == address]
+
+
+async def erase_now(resources: Resources, account_id: int) -> int:
+    async with resources.pool.acquire() as conn:
+        request, _ = await request_erasure(conn, account_id, grace=timedelta(0), requested_by="test")
+    return int(request["id"])
+
+
+async def assert_intact(resources: Resources, customer: Customer) -> None:
+    pool = resources.pool
+    assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", customer.account_id) == "active"
+    for url in customer.database_urls:
+        assert await database_exists(pool, url)
+    for instance_id in customer.instance_ids:
+        assert (
+            await objects_under(resources, instance_id) == 4 if instance_id == customer.instance_ids[0] else 3
+        )
+    for table in ("subscriptions", "payment_methods", "invoices"):
+        count = await pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE account_id = $1", customer.account_id
+        )
+        assert count >= 1, table
+    assert (
+        await pool.fetchval("SELECT count(*) FROM mandates WHERE id = $1", customer.object_ids["mandate"])
+        == 1
+    )
+    assert resources.stripe is not None
+    assert not await find_leftovers(
+        Erasure(0, -1, resources.settings, pool, resources.stripe, StripeGate(None))
+    )

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,86 +15,21 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tasks.backups.expiry import expire_backups
 from tasks.backups.pipeline import BackupFailed, part_size_for
-from tasks.backups.restore import restore_backup, verify_backup
+from tasks.backups.restore import verify_backup
 from tasks.backups.run import run_backup
-from tests.instances import add_instance
 from tests.processes import eventually, run_bindery
-from workers.db import connect, database_name, drop_database, ensure_database
+from workers.db import database_name
 from workers.resources import Resources
 from workers.s3 import s3_client
 
 DAY = date(2026, 11, 25)
 
 
-@pytest.fixture
-async def instance(worker_resources: Resources, database_url: str) -> AsyncIterator[tuple[int, str]]:
-    pool = worker_resources.pool
-    url = database_url.rsplit("/", 1)[0] + f"/backup_src_{secrets.token_hex(4)}"
-    await ensure_database(url)
-    conn = await asyncpg.connect(url)
-    await conn.execute(
-        "CREATE TABLE orders AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 20000) g;"
-        "CREATE TABLE customers AS SELECT g AS id FROM generate_series(1, 300) g;"
-    )
-    await conn.close()
-    yield await add_instance(pool, url, "shop"), url
-    await drop_database(url)
-
-
 def test_parts_stay_under_scalewas_limit_whatever_the_size() -> None:
     for size in (0, 10 << 20, 50 << 30, 4 << 40):
         part = part_size_for(size)
         assert part >= 5 << 20 and size * 1.2 / part < 1000
-
-
-async def test_a_backup_is_streamed_encrypted_with_a_manifest_and_restores(
-    worker_resources: Resources, instance: tuple[int, str], database_url: str, s3: Any
-) -> None:
-    pool, settings = worker_resources.pool, worker_resources.settings
-    instance_id = instance[0]
-    outcome = await run_backup(pool, settings, s3, instance_id, DAY)
-    assert outcome["state"] == "complete" and outcome["created"]
-    again = await run_backup(pool, settings, s3, instance_id, DAY)  # the same day twice: one backup
-    assert again == {**outcome, "created": False}
-    assert await pool.fetchval("SELECT count(*) FROM backups WHERE instance_id = $1", instance_id) == 1
-
-    row = await pool.fetchrow("SELECT * FROM backups WHERE id = $1::uuid", outcome["backup_id"])
-    assert row["object_key"].startswith(f"instances/{instance_id}/2026-11-25/")
-    async with s3_client(settings) as client:
-        stored = await (await client.get_object(Bucket=settings.s3_bucket, Key=row["object_key"]))[
-            "Body"
-        ].read()
-        manifest = json.loads(
-            await (await client.get_object(Bucket=settings.s3_bucket, Key=row["manifest_key"]))["Body"].read()
-        )
-    assert stored.startswith(b"age-encryption.org/v1")
-    row_7 = b"8f14e45fceea167a5a36dedd4bea2543"  # md5('7'), a value of the orders table
-    assert b"PGDMP" not in stored and b"orders" not in stored and row_7 not in stored
-    assert manifest["sha256"] == row["sha256"] and manifest["object_bytes"] == len(stored)
-    assert manifest["recipients"] == settings.backup_recipients and manifest["postgresql_version"]
-
-    verified = await verify_backup(pool, settings, s3, row["id"])
-    assert verified["entries"] > 2
-    assert await pool.fetchval("SELECT state FROM backups WHERE id = $1", row["id"]) == "verified"
-
-    target = database_url.rsplit("/", 1)[0] + f"/backup_dst_{secrets.token_hex(4)}"
-    await ensure_database(target)
-    try:
-        await restore_backup(pool, settings, s3, row["id"], target)
-        conn = await connect(target)
-        counts = (
-            await conn.fetchval("SELECT count(*) FROM orders"),
-            await conn.fetchval("SELECT count(*) FROM customers"),
-        )
-        await conn.close()
-        assert counts == (20000, 300)
-    finally:
-        await drop_database(target)
-
-    forced = await run_backup(pool, settings, s3, instance_id, DAY, force=True)
-    assert forced["created"] and forced["backup_id"] != outcome["backup_id"]
 
 
 async def test_a_pg_dump_killed_half_way_fails_the_backup_and_leaves_no_upload(
@@ -154,27 +87,6 @@ async def test_asyncio_is_not_blocked_while_a_backup_streams(
     await run_backup(worker_resources.pool, worker_resources.settings, s3, instance[0], date(2026, 11, 24))
     ticker.cancel()
     assert ticks > 3
-
-
-async def test_over_45_days_never_more_than_30_backups_none_older_than_30_days(
-    worker_resources: Resources, instance: tuple[int, str], s3: Any
-) -> None:
-    pool, settings = worker_resources.pool, worker_resources.settings
-    instance_id = instance[0]
-    first = date(2026, 1, 1)
-    async with s3_client(settings) as client:
-        for n in range(45):  # an injected clock: day after day, the nightly run then the expiry
-            today = first + timedelta(days=n)
-            assert (await run_backup(pool, settings, s3, instance_id, today))["state"] == "complete"
-            await expire_backups(pool, settings, client, today)
-            kept = await pool.fetch(
-                "SELECT day FROM backups WHERE instance_id = $1 AND state <> 'expired'", instance_id
-            )
-            assert len(kept) == min(n + 1, 30)
-            assert min(row["day"] for row in kept) > today - timedelta(days=30)
-        listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"instances/{instance_id}/")
-        assert await expire_backups(pool, settings, client, today) == 0  # idempotent
-    assert listing["KeyCount"] == 2 * 30  # an object and a manifest per kept backup
 
 
 async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump_time(

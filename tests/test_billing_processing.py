@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tasks.billing.inbox import parse_event, store_events
 from tasks.billing.processing import MAX_ATTEMPTS, process_event, stale_events
 from tasks.system import prune_records
-from tests.billing_events import deliver, event, new_account, new_id, sepa_mandate, subscription
+from tests.billing_events import deliver, event, new_account, new_id, subscription
 from tests.processes import run_bindery
 
 
@@ -85,74 +85,6 @@ async def test_shuffled_delivery_ends_in_the_same_state_as_in_order(
     assert final == {first: ("past_due", "price_b"), second: ("canceled", "price_pro")}
 
 
-async def test_of_a_card_only_brand_last4_and_expiry_are_kept(pool: asyncpg.Pool) -> None:
-    customer, method = new_id("cus"), new_id("pm")
-    card = {
-        "id": method,
-        "object": "payment_method",
-        "type": "card",
-        "customer": customer,
-        "billing_details": {
-            "name": "Jeanne Martin",
-            "email": "jeanne@example.fr",
-            "address": {"city": "Paris"},
-        },
-        "card": {
-            "brand": "visa",
-            "last4": "4242",
-            "exp_month": 12,
-            "exp_year": 2031,
-            "fingerprint": "Xt5E",
-            "country": "FR",
-            "funding": "credit",
-        },
-    }
-    await deliver(pool, event("payment_method.attached", card))
-    row = await pool.fetchrow("SELECT * FROM payment_methods WHERE id = $1", method)
-    assert (row["type"], row["card_brand"], row["last4"], row["exp_month"], row["exp_year"]) == (
-        "card",
-        "visa",
-        "4242",
-        12,
-        2031,
-    )
-    assert "Jeanne" not in json.dumps(dict(row), default=str)
-    await deliver(pool, event("payment_method.detached", {**card, "customer": None}))
-    assert await pool.fetchval("SELECT count(*) FROM payment_methods WHERE id = $1", method) == 0
-
-
-async def test_of_sepa_only_bank_code_country_last4_and_mandate_reference_are_kept(
-    pool: asyncpg.Pool,
-) -> None:
-    customer, method, mandate = new_id("cus"), new_id("pm"), new_id("mandate")
-    sepa = {
-        "id": method,
-        "object": "payment_method",
-        "type": "sepa_debit",
-        "customer": customer,
-        "sepa_debit": {
-            "bank_code": "37040044",
-            "branch_code": "",
-            "country": "DE",
-            "last4": "3000",
-            "fingerprint": "abc",
-            "generated_from": None,
-        },
-    }
-    mandate_object = sepa_mandate(mandate, method, "ABC123XYZ")
-    await deliver(pool, event("payment_method.attached", sepa), event("mandate.updated", mandate_object))
-    row = await pool.fetchrow("SELECT * FROM payment_methods WHERE id = $1", method)
-    assert (row["sepa_bank_code"], row["sepa_country"], row["last4"], row["mandate_reference"]) == (
-        "37040044",
-        "DE",
-        "3000",
-        "ABC123XYZ",
-    )
-    kept = await pool.fetchrow("SELECT status, type, reference FROM mandates WHERE id = $1", mandate)
-    assert tuple(kept) == ("active", "multi_use", "ABC123XYZ")
-    assert "203.0.113.9" not in json.dumps([dict(row), dict(kept)], default=str)
-
-
 async def test_invoices_keep_their_legal_fields(pool: asyncpg.Pool) -> None:
     customer, invoice = new_id("cus"), new_id("in")
     paid = {
@@ -207,15 +139,6 @@ async def test_an_event_that_cannot_be_applied_fails_after_its_attempts_with_a_s
     )
     assert tuple(row) == ("failed", MAX_ATTEMPTS, "CheckViolationError")
     assert await pool.fetchval("SELECT count(*) FROM payment_methods WHERE id = $1", method) == 0
-
-
-async def test_no_table_can_hold_a_card_number_in_last4(pool: asyncpg.Pool) -> None:
-    with pytest.raises(asyncpg.CheckViolationError):
-        await pool.execute(
-            """INSERT INTO payment_methods (id, type, card_brand, last4)
-               VALUES ($1, 'card', 'visa', '4242424242424242')""",
-            new_id("pm"),
-        )
 
 
 async def test_failed_events_are_listed_and_can_be_retried(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -21,17 +22,14 @@ from tasks.erasure.requests import (
     UnknownAccount,
     cancel_erasure,
     request_erasure,
-    request_status,
 )
 from tasks.erasure.saga import run_request
 from tasks.erasure.steps import STEPS
 from tasks.erasure.verify import find_leftovers
 from tests.erasure_scenario import (
-    Customer,
-    database_exists,
+    erase_now,
     mails_to,
     make_customer,
-    objects_under,
     remove_databases,
 )
 from tests.http import answers, call
@@ -45,36 +43,6 @@ from workers.stripe_client import make_stripe_client
 @pytest.fixture
 def resources(worker_resources: Resources) -> Resources:
     return worker_resources
-
-
-async def erase_now(resources: Resources, account_id: int) -> int:
-    async with resources.pool.acquire() as conn:
-        request, _ = await request_erasure(conn, account_id, grace=timedelta(0), requested_by="test")
-    return int(request["id"])
-
-
-async def assert_intact(resources: Resources, customer: Customer) -> None:
-    pool = resources.pool
-    assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", customer.account_id) == "active"
-    for url in customer.database_urls:
-        assert await database_exists(pool, url)
-    for instance_id in customer.instance_ids:
-        assert (
-            await objects_under(resources, instance_id) == 4 if instance_id == customer.instance_ids[0] else 3
-        )
-    for table in ("subscriptions", "payment_methods", "invoices"):
-        count = await pool.fetchval(
-            f"SELECT count(*) FROM {table} WHERE account_id = $1", customer.account_id
-        )
-        assert count >= 1, table
-    assert (
-        await pool.fetchval("SELECT count(*) FROM mandates WHERE id = $1", customer.object_ids["mandate"])
-        == 1
-    )
-    assert resources.stripe is not None
-    assert not await find_leftovers(
-        Erasure(0, -1, resources.settings, pool, resources.stripe, StripeGate(None))
-    )
 
 
 async def test_unknown_account_is_a_clear_error_and_changes_nothing(pool: asyncpg.Pool) -> None:
@@ -116,61 +84,6 @@ async def test_a_second_request_is_the_first_and_cancel_within_grace_restores_th
     assert cancelled["state"] == "cancelled"
     assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", account_id) == "active"
     assert await run_request(resources, first["id"]) == "skipped"
-
-
-async def test_an_erasure_leaves_nothing_but_unlinked_invoices_and_touches_nobody_else(
-    resources: Resources, database_url: str, smtp_sink: Path
-) -> None:
-    pool = resources.pool
-    erased = await make_customer(resources, database_url)
-    bystander = await make_customer(resources, database_url)
-    try:
-        request_id = await erase_now(resources, erased.account_id)
-        async with pool.acquire() as conn:
-            with pytest.raises(NotCancellable):  # the grace period is over
-                await cancel_erasure(conn, erased.account_id, cancelled_by="test")
-        assert await run_request(resources, request_id) == "done"
-
-        assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", erased.account_id) == 0
-        for url in erased.database_urls:
-            assert not await database_exists(pool, url)
-        for instance_id in erased.instance_ids:
-            assert await objects_under(resources, instance_id) == 0
-        assert resources.stripe is not None
-        try:  # Stripe answers `deleted: true`; localstripe forgets the customer
-            gone = await resources.stripe.v1.customers.retrieve_async(erased.customer_id)
-            assert gone.to_dict().get("deleted") is True
-        except stripe.InvalidRequestError as error:
-            assert error.http_status == 404
-        invoice = await pool.fetchrow("SELECT * FROM invoices WHERE id = $1", erased.object_ids["invoice"])
-        assert invoice["account_id"] is None and invoice["customer_id"] is None and invoice["total"] == 1900
-        assert await pool.fetchval("SELECT count(*) FROM erasure_ledger") >= 3
-        assert len(mails_to(smtp_sink, erased.email)) == 1  # the completion notice
-
-        async with pool.acquire() as conn:
-            status = await request_status(conn, request_id)
-        assert status is not None and status["state"] == "done" and status["verification"] == "passed"
-        assert [step["step"] for step in status["steps"]] == [name for name, _ in STEPS]
-        assert all(step["finished_at"] for step in status["steps"])
-        assert status["retained"]["invoices"]["count"] == 1
-        assert "L123-22" in status["retained"]["invoices"]["legal_basis"]
-        counts = {step["step"]: step["counts"] for step in status["steps"]}
-        assert counts["backup_objects"] == {"objects": 6, "multipart_uploads": 1, "catalog_rows": 0}
-        assert counts["instance_databases"] == {"instance_databases": 2}
-        assert counts["stripe_customer"] == {"stripe_customers": 1}
-        actions = await pool.fetch(
-            "SELECT action, details::text AS details FROM audit_log WHERE subject_id = $1", str(request_id)
-        )
-        assert {"erasure.requested", "erasure.done"} <= {row["action"] for row in actions}
-        assert not any(erased.email.lower() in row["details"].lower() for row in actions)
-
-        await assert_intact(resources, bystander)
-        async with pool.acquire() as conn:  # asking again once it is gone: a clear error
-            with pytest.raises(UnknownAccount):
-                await request_erasure(conn, erased.account_id, grace=timedelta(0), requested_by="test")
-    finally:
-        await remove_databases(erased)
-        await remove_databases(bystander)
 
 
 @pytest.mark.parametrize("crash_before", [name for name, _ in STEPS])
@@ -251,6 +164,48 @@ async def test_verification_names_where_something_is_left(resources: Resources, 
         assert not any(customer.email.lower() in place.lower() for place in found)
     finally:
         await remove_databases(customer)
+
+
+async def test_erasures_verifying_together_share_one_scan_and_each_is_told_its_own_leftovers(
+    resources: Resources,
+) -> None:
+    """Three verifications at once go through one scan; each gets only what is its own:
+    a clean account nothing, one mentioned in another table that mention, and each
+    account's own row is never counted for another in the batch."""
+    pool = resources.pool
+    assert resources.stripe is not None
+    accounts = []
+    for name in ("Clean", "Mentioned", "Neighbour"):
+        tag = name.lower() + uuid.uuid4().hex[:8]
+        account_id = await pool.fetchval(
+            "INSERT INTO accounts (email, password_hash, last_name) VALUES ($1, 'x', $2) RETURNING id",
+            f"{tag}@example.fr",
+            f"{name}{tag}",
+        )
+        accounts.append((account_id, f"{tag}@example.fr"))
+    mentioned_email = accounts[1][1]
+    # The second account's address, left in a job's result, and in the third account's row.
+    await pool.execute(
+        "INSERT INTO jobs (id, name, arguments, status, result) VALUES ($1, 'system.ping', '{}', 'done', $2)",
+        uuid.uuid4(),
+        {"note": mentioned_email.upper()},
+    )
+    await pool.execute("UPDATE accounts SET address = $1 WHERE id = $2", mentioned_email, accounts[2][0])
+    erasures = [
+        Erasure(
+            0,
+            account_id,
+            resources.settings,
+            pool,
+            resources.stripe,
+            StripeGate(None),
+            identity=await load_identity(pool, account_id),
+        )
+        for account_id, _ in accounts
+    ]
+    clean, mentioned, neighbour = await asyncio.gather(*(find_leftovers(e) for e in erasures))
+    assert clean == {} and neighbour == {}
+    assert mentioned == {"jobs.result": 1, "accounts.address": 1}
 
 
 def test_the_job_api_asks_for_an_erasure_and_refuses_an_unknown_account(

@@ -73,11 +73,3 @@ def test_production_refuses_each_development_value(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(variable)
     with pytest.raises(SettingsError, match=variable):
         load_settings()
-
-
-def test_production_without_tls_or_proxy_refuses_to_start() -> None:
-    env = bindery_env(**PRODUCTION_READY)
-    del env["TRUST_PROXY"]
-    result = run_bindery("web", "--port", "1", env=env)
-    assert result.returncode == 2
-    assert "TLS_CERT_FILE" in result.stderr

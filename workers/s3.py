@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -40,7 +41,14 @@ def describe_s3_error(error: BaseException) -> str:
 async def delete_prefix(client: Any, bucket: str, prefix: str) -> dict[str, int]:
     """Delete every object and abort every multipart upload under `prefix`.
     Idempotent: an empty prefix deletes nothing. Returns the counts."""
-    objects = uploads = 0
+    objects, uploads = await asyncio.gather(
+        _delete_objects(client, bucket, prefix), _abort_uploads(client, bucket, prefix)
+    )
+    return {"objects": objects, "multipart_uploads": uploads}
+
+
+async def _delete_objects(client: Any, bucket: str, prefix: str) -> int:
+    deleted = 0
     paginator = client.get_paginator("list_objects_v2")
     async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
         keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
@@ -50,12 +58,18 @@ async def delete_prefix(client: Any, bucket: str, prefix: str) -> dict[str, int]
             )
             if response.get("Errors"):
                 raise RuntimeError(f"S3 refused to delete {len(response['Errors'])} objects under {prefix}")
-            objects += len(keys[start : start + 1000])
-    listing = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-    for upload in listing.get("Uploads", []):
-        await client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-        uploads += 1
-    return {"objects": objects, "multipart_uploads": uploads}
+            deleted += len(keys[start : start + 1000])
+    return deleted
+
+
+async def _abort_uploads(client: Any, bucket: str, prefix: str) -> int:
+    aborted = 0
+    paginator = client.get_paginator("list_multipart_uploads")
+    async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for upload in page.get("Uploads", []):
+            await client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+    return aborted
 
 
 async def count_prefix(client: Any, bucket: str, prefix: str) -> int:

@@ -1,4 +1,8 @@
-"""After a scenario full of card numbers in the wrong places, no table holds one."""
+"""Promise: "The full details of your credit card … are not stored by us."
+
+After a scenario full of card numbers in the wrong places (webhook payloads, Stripe
+objects, job arguments), a Luhn scan of every text column finds none; the inbox masks
+them before storing, and the schema refuses one where only the last 4 digits belong."""
 
 from __future__ import annotations
 
@@ -106,3 +110,12 @@ async def test_no_luhn_valid_number_is_stored_anywhere_after_a_hostile_scenario(
     assert leaks == []
     # The scan itself finds what it is looking for:
     assert card_like("x 4242 4242 4242 4242 y") == ["4242 4242 4242 4242"]
+
+
+async def test_no_table_can_hold_a_card_number_in_last4(pool: asyncpg.Pool) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(
+            """INSERT INTO payment_methods (id, type, card_brand, last4)
+               VALUES ($1, 'card', 'visa', '4242424242424242')""",
+            "pm_" + secrets.token_hex(8),
+        )

@@ -1,4 +1,7 @@
-"""HTTPS only: TLS served directly, or behind a trusted proxy; HSTS in production."""
+"""Promise: "Our services are accessible in HTTPS (HTTP encrypted) only."
+
+`bindery web` serves TLS itself, or sits behind a trusted proxy and refuses what did
+not come through it over HTTPS; production refuses to start with neither (settings)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 import trustme
 
 from tests.http import answers, call
-from tests.processes import bindery, bindery_env, wait_until
+from tests.processes import bindery, bindery_env, run_bindery, wait_until
 from tests.test_settings import PRODUCTION_READY
 from workers.devstack.servers import free_port
 
@@ -47,3 +50,11 @@ def test_behind_a_proxy_plain_http_is_refused(database_url: str, tmp_path: Path)
         status, _, _ = call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "https"})
         assert status == 200
         assert call("GET", f"{base}/openapi.json")[0] == 403  # no header: not known to be HTTPS
+
+
+def test_production_without_tls_or_proxy_refuses_to_start() -> None:
+    env = bindery_env(**PRODUCTION_READY)
+    del env["TRUST_PROXY"]
+    result = run_bindery("web", "--port", "1", env=env)
+    assert result.returncode == 2
+    assert "TLS_CERT_FILE" in result.stderr
