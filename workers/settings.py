@@ -19,9 +19,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development defaults. Production refuses every one of them (see `production_problems`).
 DEV_STRIPE_API_KEY = "sk_test_bindery_development"
-DEV_STRIPE_WEBHOOK_SECRET = "whsec_bindery_development"  # noqa: S105 (refused in production)
+# bandit: a development default, refused in production
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_bindery_development"  # noqa: S105  # nosec B105
 DEV_AWS_ACCESS_KEY_ID = "bindery-dev"
-DEV_AWS_SECRET_ACCESS_KEY = "bindery-dev-secret"  # noqa: S105 (refused in production)
+# bandit: a development default, refused in production
+DEV_AWS_SECRET_ACCESS_KEY = "bindery-dev-secret"  # noqa: S105  # nosec B105
 # Public half of workers/devstack/dev-backup-identity.txt: anyone can decrypt what it protects.
 DEV_BACKUP_RECIPIENT = "age10vswtwy4k39v24njtgxy8tf2t6p2jxdq8pr9tvzgdrc6t9ygyg9qjmj7dm"
 DEV_ERASURE_LEDGER_KEY = "bindery-development-ledger-key"

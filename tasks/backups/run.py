@@ -138,7 +138,8 @@ async def table_counts(conn: asyncpg.Connection) -> dict[str, int]:
     counts = {}
     for table in tables:
         name = quote_identifier(table["table_schema"]) + "." + quote_identifier(table["table_name"])
-        counts[name] = int(await conn.fetchval("SELECT count(*) FROM " + name))
+        # bandit: catalog names, quoted
+        counts[name] = int(await conn.fetchval("SELECT count(*) FROM " + name))  # nosec B608
     return counts
 
 

@@ -89,14 +89,10 @@ async def _count_mentions(
     counts = ", ".join("count(*) FILTER (WHERE " + condition + ")" for _, condition in checks)
     # The account's own row is allowed to hold all of it: `delete_account` deletes it last.
     own_row = "id <> ALL($2::bigint[])" if table == "accounts" else "$2::bigint[] IS NOT NULL"
+    # Table and column names come from the catalog, quoted; values are parameters.
+    select = "SELECT " + counts + " FROM " + quote_identifier(table)  # nosec
     row = await pool.fetchrow(
-        "SELECT "
-        + counts
-        + " FROM "
-        + quote_identifier(table)
-        + " WHERE "
-        + own_row
-        + " AND $1::text[] IS NOT NULL",
+        select + " WHERE " + own_row + " AND $1::text[] IS NOT NULL",
         _like_patterns(needles),
         account_ids,
     )
