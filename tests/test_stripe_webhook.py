@@ -117,8 +117,14 @@ async def test_unauthentic_or_stale_deliveries_are_400_and_store_nothing(
         b'{"id": "evt_1", "object": "event", "type": "x", "created": 1, "data": {"object"',
         b"[]",
         b'{"object": "event"}',
+        # Found by schemathesis: each reached the database and came back a 500.
+        b'{"id": "evt_", "object": "event", "type": "x", "created": 1, "data": {"object": {}}}',
+        b'{"id":"evt_1","object":"event","type":"x\\u0000","created":1,"data":{"object":{}}}',
+        b'{"id":"evt_1","object":"event","type":"x","created":1,"data":{"object":{"n":"\\ud800"}}}',
+        b'{"id":"evt_1","object":"event","type":"x","created":10000000000000,"data":{"object":{}}}',
+        b'{"id":"evt_1","object":"event","type":"x","created":1,"livemode":{},"data":{"object":{}}}',
     ],
-    ids=["truncated", "not-an-object", "no-id"],
+    ids=["truncated", "not-an-object", "no-id", "empty-id", "nul", "surrogate", "year-300000", "livemode"],
 )
 async def test_signed_but_malformed_bodies_are_400(
     client: TestClient[Any, Any], pool: asyncpg.Pool, body: bytes

@@ -8,15 +8,16 @@ the outcome on the row, so `GET /jobs/{id}` can say where it stands.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 import dramatiq
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from workers.logs import get_logger
@@ -30,12 +31,28 @@ Handler = Callable[[Resources, Any], Awaitable[dict[str, Any] | None]]
 # Checked when the job is asked for: a message when what it names does not exist (→ 404).
 Precheck = Callable[[asyncpg.Pool, Any], Awaitable[str | None]]
 SCOPES = ("system", "billing", "erasure", "backups")
+# "domain.action": the dot keeps a job's URL apart from a job id's (workers/web/app.py).
+JOB_NAME = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
+
+
+def _integer(value: Any) -> Any:
+    """JSON's integers, 7.0 included (JSON Schema counts it one); never true or "7"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+# A row id as the API accepts it: an integer, positive, within Postgres's bigint.
+RowId = Annotated[int, Field(gt=0, le=2**63 - 1), BeforeValidator(_integer)]
 
 
 class JobArguments(BaseModel):
-    """Base of every job's argument model: unknown fields are an error, not ignored."""
+    """Base of every job's argument model: unknown fields are an error, not ignored, and
+    values are taken as their JSON type says (`true` is no account id, "7" no number)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class JobError(Exception):
@@ -74,6 +91,8 @@ def job(
     """Declare a job; the decorated `async def handler(resources, arguments)` stays plain."""
     if scope not in SCOPES:
         raise ValueError(f"job {name}: unknown scope {scope!r}")
+    if not re.fullmatch(JOB_NAME, name):
+        raise ValueError(f"job {name!r}: a name is lowercase words joined by dots, e.g. system.ping")
     queue_policy = policy(queue)
 
     def declare(handler: Handler) -> Handler:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -38,6 +40,51 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+# Modules whose exception messages are written to be shown (ids and reasons only).
+_OWN_MODULES = ("workers.", "tasks.", "scheduler.")
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def _exc_info(value: Any) -> _ExcInfo | None:
+    if value is True:
+        value = sys.exc_info()
+    if isinstance(value, BaseException):
+        return type(value), value, value.__traceback__
+    if isinstance(value, tuple) and len(value) == 3 and value[1] is not None:
+        return value
+    return None
+
+
+def _describe(error: BaseException) -> str:
+    kind = type(error)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if kind.__module__.startswith(_OWN_MODULES):
+        return f"{name}: {error}"
+    return f"{name} (message withheld: a driver or library may quote the data it choked on)"
+
+
+def describe_exception(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Structlog processor: an exception becomes its traceback's frames and its type,
+    with the message only for bindery's own exceptions. A database error's message
+    quotes the failing row ("DETAIL: Failing row contains (…)"); a rich traceback
+    shows local variables: either can hold a customer's data."""
+    info = _exc_info(event_dict.pop("exc_info", None))
+    if info is None:
+        return event_dict
+    lines: list[str] = []
+    error: BaseException | None = info[1]
+    while error is not None:  # the exception, then what caused it
+        frames = traceback.format_list(traceback.extract_tb(error.__traceback__))
+        lines[:0] = [*frames, _describe(error) + "\n"]
+        error = error.__cause__ or error.__context__
+        if error is not None:
+            lines[:0] = ["(which caused the following)\n"]
+    event_dict["exception"] = "Traceback (most recent call last):\n" + "".join(lines)
+    return event_dict
+
+
 def redact_personal_data(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -57,6 +104,7 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        describe_exception,
         redact_personal_data,
     ]
     renderer: Any = (
@@ -74,7 +122,6 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if json else _identity,
             renderer,
         ],
     )
@@ -85,10 +132,6 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
     root.setLevel(level)
     # aiohttp's access log repeats what our request metrics say, with client addresses.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-
-
-def _identity(_logger: Any, _method: str, event_dict: Any) -> Any:
-    return event_dict
 
 
 def get_logger(name: str) -> Any:

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import dramatiq
-from pydantic import Field
 
 from tasks.backups.expiry import expire_backups
 from tasks.backups.freshness import check_freshness
@@ -19,7 +18,7 @@ from tasks.backups.restore_test import restore_test as run_restore_test
 from tasks.backups.run import ErasureRunning, NoSlot, back_up
 from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
-from workers.jobs import JobArguments, job
+from workers.jobs import JobArguments, RowId, job
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
@@ -34,7 +33,7 @@ def local_day(moment: datetime) -> date:
 
 
 class InstanceArguments(JobArguments):
-    instance_id: int = Field(gt=0)
+    instance_id: RowId
 
 
 async def instance_exists(pool: asyncpg.Pool, arguments: InstanceArguments) -> str | None:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import dramatiq
-from pydantic import Field
 
 from tasks.billing.customers import push_account
 from tasks.billing.processing import process_event as apply_event
@@ -16,7 +15,7 @@ from tasks.billing.reconcile import reconcile_events
 from tasks.billing.refetch import Refetcher
 from tasks.billing.stripe_calls import StripeGate
 from workers.enqueue import enqueue_many
-from workers.jobs import JobArguments, job
+from workers.jobs import JobArguments, RowId, job
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
@@ -65,7 +64,7 @@ async def reconcile_inbox() -> None:
 
 
 class PushAccount(JobArguments):
-    account_id: int = Field(gt=0)
+    account_id: RowId
 
 
 async def push_account_job(resources: Resources, arguments: PushAccount) -> dict[str, Any]:

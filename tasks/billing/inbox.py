@@ -8,6 +8,7 @@ nothing and is still a success.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -31,6 +32,29 @@ class IncomingEvent:
     payload: str  # JSON text, masked
 
 
+# What the inbox's CHECK accepts (schema/0005_stripe_inbox.sql).
+_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,251}")
+# 9999-12-31T23:59:59Z: past it a timestamp is no date (and Python cannot make one of it).
+MAX_CREATED = 253_402_300_799
+
+
+def _storable(value: object) -> bool:
+    """Whether every string in a decoded JSON value can go into a Postgres text or jsonb."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return False
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
 def parse_event(body: bytes) -> IncomingEvent:
     """Decode and check the envelope; the payload comes back with card-like numbers masked."""
     try:
@@ -38,15 +62,22 @@ def parse_event(body: bytes) -> IncomingEvent:
         event = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise MalformedEvent("body is not JSON") from None
+    # Only an escape (\\u…) can smuggle in what Postgres refuses to store: a NUL, or half
+    # of a surrogate pair. Raw UTF-8 has passed the strict decode above.
+    if "\\u" in text and not _storable(event):
+        raise MalformedEvent("body holds a NUL character or an unpaired surrogate")
     if not isinstance(event, dict) or event.get("object") != "event":
         raise MalformedEvent("body is not a Stripe event object")
     event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
-    if not isinstance(event_id, str) or not event_id.startswith("evt_") or len(event_id) > 255:
+    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
         raise MalformedEvent("missing or invalid event id")
     if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
         raise MalformedEvent("missing or invalid event type")
-    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_CREATED:
         raise MalformedEvent("missing or invalid created timestamp")
+    livemode = event.get("livemode", False)
+    if not isinstance(livemode, bool):
+        raise MalformedEvent("invalid livemode")
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
@@ -57,7 +88,7 @@ def parse_event(body: bytes) -> IncomingEvent:
         type=event_type,
         object_id=object_id if isinstance(object_id, str) else None,
         created=datetime.fromtimestamp(created, UTC),
-        livemode=bool(event.get("livemode", False)),
+        livemode=livemode,
         # Most events hold no long digit run at all: store the body as received.
         payload=json.dumps(mask_card_numbers(event)) if may_hold_card_number(body) else text,
     )

@@ -7,13 +7,12 @@ from typing import Any
 
 import asyncpg
 import dramatiq
-from pydantic import Field
 
 from tasks.erasure.notices import request_notice
 from tasks.erasure.requests import cancel_erasure, due_requests, request_erasure, summary
 from tasks.erasure.saga import run_request
 from workers.enqueue import enqueue_many
-from workers.jobs import JobArguments, current_requester, job
+from workers.jobs import JobArguments, RowId, current_requester, job
 from workers.logs import get_logger
 from workers.mail import send_message
 from workers.queues import policy
@@ -23,7 +22,7 @@ log = get_logger(__name__)
 
 
 class AccountArguments(JobArguments):
-    account_id: int = Field(gt=0)
+    account_id: RowId
 
 
 async def send_request_notice(resources: Resources, request_id: int) -> bool:

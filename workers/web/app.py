@@ -20,6 +20,7 @@ from workers import broker as broker_module
 from workers.batching import Batcher
 from workers.db import create_pool
 from workers.enqueue import AsyncRedisEnqueuer
+from workers.jobs import JOB_NAME
 from workers.settings import Settings
 from workers.tokens import TokenVerifier
 from workers.web import https
@@ -148,8 +149,10 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    app.router.add_post("/jobs/{name}", submit_job)
-    app.router.add_get("/jobs/{job_id}", job_status)
+    # Job names hold a dot and ids never do: each URL matches one route, so a 405's
+    # Allow header names exactly the methods of that resource.
+    app.router.add_post("/jobs/{name:" + JOB_NAME + "}", submit_job)
+    app.router.add_get(r"/jobs/{job_id:[^/.]+}", job_status)
     app.router.add_post("/webhooks/stripe", receive_stripe_event)
     return app
 

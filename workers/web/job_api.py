@@ -28,7 +28,8 @@ from workers.web.state import STATE, WebState
 
 log = get_logger(__name__)
 JOBS_ACCEPTED = Counter("bindery_jobs_accepted_total", "Job requests accepted.", ["job", "replay"])
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Printable ASCII without space: also the OpenAPI document's pattern (workers/web/openapi.py).
+IDEMPOTENCY_KEY = r"[\x21-\x7e]{1,255}"
 
 
 class _Refused(Exception):
@@ -77,7 +78,7 @@ async def submit_job(request: web.Request) -> web.Response:
         if not identity.allows(spec.scope):
             return json_error(403, "forbidden", f"this token lacks the {spec.scope!r} scope")
         key = request.headers.get("Idempotency-Key")
-        if key is not None and not _IDEMPOTENCY_KEY.match(key):
+        if key is not None and not re.fullmatch(IDEMPOTENCY_KEY, key):
             return json_error(400, "bad_idempotency_key", "1-255 printable ASCII characters")
         raw = await _read_arguments(request)
     except _Refused as refused:

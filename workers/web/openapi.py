@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from tasks.billing.inbox import MAX_CREATED
 from workers.jobs import JOBS
+from workers.web.job_api import IDEMPOTENCY_KEY
 
 _ERROR = {
     "type": "object",
@@ -59,7 +61,7 @@ def openapi_document() -> dict[str, Any]:
                 ],
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StripeEvent"}}},
                 },
                 "responses": {
                     "200": _json(
@@ -88,12 +90,14 @@ def openapi_document() -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
-                    **_errors(401, 403, 404, 503),
+                    # 405: the path is a job's name (POST only), not an id.
+                    **_errors(401, 403, 404, 405, 503),
                 },
             }
         },
     }
     for name, spec in sorted(JOBS.items()):
+        arguments = spec.arguments.model_json_schema()
         paths[f"/jobs/{name}"] = {
             "post": {
                 "summary": spec.description.splitlines()[0] if spec.description else name,
@@ -103,16 +107,18 @@ def openapi_document() -> dict[str, Any]:
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "schema": {"type": "string", "pattern": "^" + IDEMPOTENCY_KEY + "$"},
                     }
                 ],
                 "requestBody": {
-                    "required": False,
-                    "content": {"application/json": {"schema": spec.arguments.model_json_schema()}},
+                    # An empty body means {}: it is enough for a job without required arguments.
+                    "required": bool(arguments.get("required")),
+                    "content": {"application/json": {"schema": arguments}},
                 },
                 "responses": {
                     "202": _json({"$ref": "#/components/schemas/Accepted"}, "queued"),
-                    **_errors(400, 401, 403, 409, 413, 415, 422, 503),
+                    # 404: what the arguments name does not exist (an unknown account…).
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
                 },
             }
         }
@@ -124,6 +130,23 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": _ERROR,
+                # What the receiver checks of an event before storing it (tasks/billing/inbox.py).
+                "StripeEvent": {
+                    "type": "object",
+                    "required": ["id", "object", "type", "created", "data"],
+                    "properties": {
+                        "id": {"type": "string", "pattern": "^evt_[A-Za-z0-9_]+$", "maxLength": 255},
+                        "object": {"const": "event"},
+                        "type": {"type": "string", "minLength": 1, "maxLength": 255},
+                        "created": {"type": "integer", "minimum": 0, "maximum": MAX_CREATED},
+                        "livemode": {"type": "boolean"},
+                        "data": {
+                            "type": "object",
+                            "required": ["object"],
+                            "properties": {"object": {"type": "object"}},
+                        },
+                    },
+                },
                 "Accepted": {
                     "type": "object",
                     "required": ["job_id", "status"],
