@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench prove clean
 
 # Idempotent and quick when nothing changed: uv sync only re-syncs when pyproject.toml
 # or uv.lock are newer than the stamp. --compile-bytecode: where PYTHONDONTWRITEBYTECODE
@@ -37,6 +37,12 @@ format: install
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+# The privacy promises and the fault scenarios alone, ending with one table of results.
+prove: install
+	$(BIN)/pytest -p tests.prove tests/privacy tests/faults $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make prove: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
 # wrk (Debian) is the load generator when it can be installed; else bench/load.py's asyncio client.

@@ -1,4 +1,6 @@
-"""A `bindery worker` killed with SIGKILL in the middle of a Stripe event: the event is
+"""Fault: the billing worker killed with SIGKILL in the middle of a Stripe event.
+
+A `bindery worker` killed with SIGKILL in the middle of a Stripe event: the event is
 applied exactly once in effect, by the next worker, once the dead one's lease ends."""
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Three real `bindery scheduler` processes and a real worker: every slot runs exactly once,
+"""Fault: one of three schedulers killed with SIGKILL half-way.
+
+Three real `bindery scheduler` processes and a real worker: every slot runs exactly once,
 even when one scheduler is killed with SIGKILL half-way."""
 
 from __future__ import annotations

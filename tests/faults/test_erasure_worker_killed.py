@@ -1,4 +1,6 @@
-"""A `bindery worker` killed with SIGKILL in the middle of an erasure: what it finished
+"""Fault: the erasure worker killed with SIGKILL in the middle of an erasure.
+
+A `bindery worker` killed with SIGKILL in the middle of an erasure: what it finished
 stays finished, and the next worker, once the lease ends, finishes the rest."""
 
 from __future__ import annotations

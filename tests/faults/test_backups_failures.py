@@ -1,4 +1,6 @@
-"""Backups against real failures: a worker killed mid-upload, the S3 server stopped
+"""Fault: the backups worker killed mid-upload; the S3 server stopped mid-upload.
+
+Backups against real failures: a worker killed mid-upload, the S3 server stopped
 mid-upload, wrong credentials; and the worker's memory while a large database streams."""
 
 from __future__ import annotations
