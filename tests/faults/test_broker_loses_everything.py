@@ -23,9 +23,12 @@ JOBS = 1000
 
 
 async def test_every_job_completes_once_after_the_broker_lost_all_its_messages(
-    pool: asyncpg.Pool, redis_client: redis.Redis, tmp_path: Path, record_property: Any
+    accounts_db: Any, redis_client: redis.Redis, tmp_path: Path, record_property: Any
 ) -> None:
-    env = bindery_env()
+    # A database of the test's own: the reconciler must see this test's jobs and no other's.
+    db = await accounts_db(0)
+    pool: asyncpg.Pool = db.pool
+    env = bindery_env(DATABASE_URL=db.url)
     async with web_with_pings(env, tmp_path, JOBS) as web:
         pings = Pings(pool, web.job_ids)
         with bindery("worker", "--processes", "1", "--threads", "1", log=tmp_path / "worker.log", env=env):

@@ -24,9 +24,12 @@ JOBS, THREADS = 1000, 2
 
 
 async def test_every_job_completes_after_its_worker_was_killed(
-    pool: asyncpg.Pool, redis_client: redis.Redis, tmp_path: Path, record_property: Any
+    accounts_db: Any, redis_client: redis.Redis, tmp_path: Path, record_property: Any
 ) -> None:
-    env = bindery_env()
+    # A database of the test's own: the reconciler must see this test's jobs and no other's.
+    db = await accounts_db(0)
+    pool: asyncpg.Pool = db.pool
+    env = bindery_env(DATABASE_URL=db.url)
 
     def worker(name: str) -> Any:
         argv = ("worker", "--processes", "1", "--threads", str(THREADS))
