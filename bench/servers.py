@@ -15,7 +15,7 @@ SERVERS = {
 }
 
 
-def _up(url: str) -> bool:
+def up(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
             return bool(response.status == 200)
@@ -31,7 +31,7 @@ def bare_and_bindery(
     for name, argv in SERVERS.items():
         port = free_port()
         with process([*argv, str(port)], env, f"{name}.log"):
-            wait_until(lambda: _up(f"http://127.0.0.1:{port}/healthz"), 20, name)  # noqa: B023
+            wait_until(lambda: up(f"http://127.0.0.1:{port}/healthz"), 20, name)  # noqa: B023
             loads[name] = post_load(
                 f"http://127.0.0.1:{port}{path}", requests, connections=connections, seconds=seconds
             )
