@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import stripe
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.billing.masking import MASK, luhn_valid, mask_card_numbers, may_hold_card_number
@@ -93,3 +93,58 @@ def test_a_card_number_hidden_in_json_escapes_is_masked_before_storing() -> None
     body = '{"id": "evt_x1", "object": "event", "type": "t", "created": 1, "data": {"object": {"note": "'
     event = parse_event((body + escaped + '"}}}').encode())
     assert "4242424242424242" not in event.payload and MASK in event.payload
+
+
+# Text as JSON may carry it: with NULs and unpaired surrogates, which only \\u escapes deliver.
+_texts = st.text(st.sampled_from("\x00\ud800\udfffaé") | st.characters(exclude_categories=[]), max_size=6)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _texts,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_texts, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300)
+@given(
+    event_type=_texts,
+    data=st.dictionaries(_texts, _json_values, max_size=4),
+    livemode=st.booleans() | _json_values,
+)
+def test_any_json_body_is_either_a_storable_event_or_refused_as_malformed(
+    event_type: str, data: dict[str, object], livemode: object
+) -> None:
+    """A well-formed envelope carrying any text: what parse_event lets through can never
+    make the inbox's INSERT fail (a 500). The envelope's own checks have their cases in
+    tests/test_stripe_webhook.py."""
+    import json
+    import re
+
+    from tasks.billing.inbox import MAX_CREATED, MalformedEvent, parse_event
+
+    try:
+        envelope = {
+            "id": "evt_1",
+            "object": "event",
+            "type": event_type,
+            "created": 1,
+            "data": {"object": data},
+        }
+        event = parse_event(json.dumps({**envelope, "livemode": livemode}).encode())
+    except MalformedEvent:
+        return
+    assert re.fullmatch(r"evt_[A-Za-z0-9_]+", event.id) and len(event.id) <= 255
+    assert event.type and "\x00" not in event.type and len(event.type) <= 255
+    assert 0 <= event.created.timestamp() <= MAX_CREATED and isinstance(event.livemode, bool)
+    strings, stack = [], [json.loads(event.payload)]
+    while stack:  # every string of the stored payload, keys included
+        value = stack.pop()
+        if isinstance(value, dict):
+            strings += list(value)
+            stack += list(value.values())
+        elif isinstance(value, list):
+            stack += value
+        elif isinstance(value, str):
+            strings.append(value)
+    for text in strings:  # what Postgres would refuse: a NUL, an unpaired surrogate
+        assert "\x00" not in text
+        text.encode()
