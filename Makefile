@@ -34,16 +34,18 @@ format: install
 	$(BIN)/ruff format .
 
 # pytest's exit status 5 ("no tests collected") is a failure here, like any other.
-test: lint
-	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
+define pytest
+	$(BIN)/pytest $(1); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make $@: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
+endef
+
+test: lint
+	$(call pytest,$(PYTEST_ARGS))
 
 # The privacy promises and the fault scenarios alone, ending with one table of results.
 prove: install
-	$(BIN)/pytest -p tests.prove tests/privacy tests/faults $(PYTEST_ARGS); status=$$?; \
-	if [ $$status -eq 5 ]; then echo "make prove: pytest collected no tests" >&2; exit 1; fi; \
-	exit $$status
+	$(call pytest,-p tests.prove tests/privacy tests/faults $(PYTEST_ARGS))
 
 # wrk (Debian) is the load generator when it can be installed; else bench/load.py's asyncio client.
 bench: install

@@ -25,10 +25,9 @@ from pathlib import Path
 import aiohttp
 import stripe
 
-from bench.common import Result, bench_env, process, scratch_database, wait_until
-from bench.servers import SERVERS, up
+from bench.common import Result, bench_env, scratch_database
+from bench.servers import serving
 from workers.db import connect
-from workers.devstack.servers import free_port
 
 RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", "1000"))
 SECONDS = int(os.environ.get("BENCH_WEBHOOK_SECONDS", "60"))
@@ -118,10 +117,8 @@ def _rss_mb(pid: int) -> float:
 
 
 def _load(name: str, env: dict[str, str], items: list[Delivery]) -> tuple[Outcome, list[float]]:
-    port = free_port()
     samples: list[float] = []
-    with process([*SERVERS[name], str(port)], env, f"load-{name}.log") as server:
-        wait_until(lambda: up(f"http://127.0.0.1:{port}/healthz"), 20, name)
+    with serving(name, env, f"load-{name}.log") as (base, server):
         done = threading.Event()
 
         def sample() -> None:
@@ -131,7 +128,7 @@ def _load(name: str, env: dict[str, str], items: list[Delivery]) -> tuple[Outcom
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            outcome = asyncio.run(paced(f"http://127.0.0.1:{port}/webhooks/stripe", items))
+            outcome = asyncio.run(paced(f"{base}/webhooks/stripe", items))
         finally:
             done.set()
             sampler.join()

@@ -56,7 +56,7 @@ class JobRows:
         return [claimed.get(job_id) for job_id in job_ids]
 
     async def _finish_batch(self, items: list[tuple[UUID, dict[str, Any]]]) -> Sequence[None]:
-        ordered = sorted(dict(items).items())
+        results = dict(items)  # a job twice in one batch (a duplicate message) is written once
         await self._pool.execute(
             """
             UPDATE jobs SET status = 'done', result = done.result, error = NULL,
@@ -64,7 +64,7 @@ class JobRows:
               FROM unnest($1::uuid[], $2::jsonb[]) AS done(id, result)
              WHERE jobs.id = done.id AND jobs.status = 'running'
             """,
-            [job_id for job_id, _ in ordered],
-            [result for _, result in ordered],
+            list(results),
+            list(results.values()),
         )
         return [None] * len(items)

@@ -32,8 +32,9 @@ class IncomingEvent:
     payload: str  # JSON text, masked
 
 
-# What the inbox's CHECK accepts (schema/0005_stripe_inbox.sql).
-_EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,251}")
+# What the inbox's CHECK accepts (schema/0005_stripe_inbox.sql), in 255 characters at most;
+# also the OpenAPI document's pattern (workers/web/openapi.py).
+EVENT_ID = r"evt_[A-Za-z0-9_]{1,251}"
 # 9999-12-31T23:59:59Z: past it a timestamp is no date (and Python cannot make one of it).
 MAX_CREATED = 253_402_300_799
 
@@ -69,7 +70,7 @@ def parse_event(body: bytes) -> IncomingEvent:
     if not isinstance(event, dict) or event.get("object") != "event":
         raise MalformedEvent("body is not a Stripe event object")
     event_id, event_type, created = event.get("id"), event.get("type"), event.get("created")
-    if not isinstance(event_id, str) or not _EVENT_ID.fullmatch(event_id):
+    if not isinstance(event_id, str) or not re.fullmatch(EVENT_ID, event_id):
         raise MalformedEvent("missing or invalid event id")
     if not isinstance(event_type, str) or not event_type or len(event_type) > 255:
         raise MalformedEvent("missing or invalid event type")

@@ -17,18 +17,18 @@ import asyncpg
 import redis
 
 from tests.faults.pings import Pings, web_with_pings
-from tests.processes import bindery, bindery_env, eventually, run_bindery
+from tests.processes import bindery, eventually, run_bindery
 
 JOBS = 1000
 
 
 async def test_every_job_completes_once_after_the_broker_lost_all_its_messages(
-    accounts_db: Any, redis_client: redis.Redis, tmp_path: Path, record_property: Any
+    own_jobs_database: tuple[asyncpg.Pool, dict[str, str]],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    record_property: Any,
 ) -> None:
-    # A database of the test's own: the reconciler must see this test's jobs and no other's.
-    db = await accounts_db(0)
-    pool: asyncpg.Pool = db.pool
-    env = bindery_env(DATABASE_URL=db.url)
+    pool, env = own_jobs_database
     async with web_with_pings(env, tmp_path, JOBS) as web:
         pings = Pings(pool, web.job_ids)
         with bindery("worker", "--processes", "1", "--threads", "1", log=tmp_path / "worker.log", env=env):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tasks.billing.inbox import MAX_CREATED
+from tasks.billing.inbox import EVENT_ID, MAX_CREATED
 from workers.jobs import JOBS
 from workers.web.job_api import IDEMPOTENCY_KEY
 
@@ -135,7 +135,7 @@ def openapi_document() -> dict[str, Any]:
                     "type": "object",
                     "required": ["id", "object", "type", "created", "data"],
                     "properties": {
-                        "id": {"type": "string", "pattern": "^evt_[A-Za-z0-9_]+$", "maxLength": 255},
+                        "id": {"type": "string", "pattern": "^" + EVENT_ID + "$"},
                         "object": {"const": "event"},
                         "type": {"type": "string", "minLength": 1, "maxLength": 255},
                         "created": {"type": "integer", "minimum": 0, "maximum": MAX_CREATED},
