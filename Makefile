@@ -26,7 +26,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/bandit -c pyproject.toml -q -r workers tasks scheduler
+	$(BIN)/bandit -c pyproject.toml -q -r workers tasks scheduler .ci/audit_latest_releases.py
 	.ci/audit-dependencies
 
 format: install
