@@ -18,8 +18,10 @@ import pytest
 from tasks.backups.pipeline import BackupFailed, part_size_for
 from tasks.backups.restore import verify_backup
 from tasks.backups.run import run_backup
-from tests.processes import eventually, run_bindery
+from tests.http import answers, call
+from tests.processes import bindery, eventually, run_bindery, wait_until
 from workers.db import database_name
+from workers.devstack.servers import free_port
 from workers.resources import Resources
 from workers.s3 import s3_client
 
@@ -289,3 +291,44 @@ async def test_parts_larger_than_the_memory_spool_wait_on_disk_and_upload_whole(
     assert outcome["state"] == "verified"  # read back whole: sha256, decrypt, pg_restore --list
     assert any(spool._rolled for spool in spools)  # the part went to a file, not to memory
     assert all(spool.closed for spool in spools)
+
+
+def test_the_job_api_backs_an_instance_up_now_and_refuses_an_unknown_one(
+    instance: tuple[int, str], database_url: str, s3_server: str, tmp_path: Path
+) -> None:
+    token = run_bindery("token", "create", f"backups-{tmp_path.name[-12:]}".lower(), "--scope", "backups")
+    headers = {"Authorization": f"Bearer {token.stdout.strip()}"}
+    base = f"http://127.0.0.1:{free_port()}"
+    with (
+        bindery("web", "--port", base.rsplit(":", 1)[1], log=tmp_path / "web.log"),
+        bindery("worker", "--queues", "backups", "--processes", "1", log=tmp_path / "worker.log"),
+    ):
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web")
+        status, _, body = call(
+            "POST", f"{base}/jobs/backups.run_now", body={"instance_id": 2**40}, headers=headers
+        )
+        assert (status, body["error"]) == (404, "not_found")
+        status, _, body = call(
+            "POST", f"{base}/jobs/backups.run_now", body={"instance_id": instance[0]}, headers=headers
+        )
+        assert status == 202, body
+
+        def finished() -> dict[str, Any] | None:
+            job = call("GET", f"{base}/jobs/{body['job_id']}", headers=headers)[2]
+            return job if job["status"] in ("done", "failed") else None
+
+        job = wait_until(finished, 60, "the backup job", interval=0.2)
+    assert job["status"] == "done", (tmp_path / "worker.log").read_text()
+    # Backed up for today and read back, so the freshness check counts it.
+    assert job["result"]["state"] == "verified" and job["result"]["created"] is True
+    rows = asyncio.run(_backup_states(database_url, instance[0]))
+    assert rows == [("verified", job["result"]["backup_id"])]
+
+
+async def _backup_states(database_url: str, instance_id: int) -> list[tuple[str, str]]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        found = await conn.fetch("SELECT state, id::text FROM backups WHERE instance_id = $1", instance_id)
+        return [(row["state"], row["id"]) for row in found]
+    finally:
+        await conn.close()
