@@ -379,3 +379,38 @@ async def test_an_account_erased_during_a_breach_campaign_is_scrubbed_and_counte
     finally:
         await campaigns.cancel(pool, campaign_id, "test")
         await remove_databases(customer)
+
+
+async def test_verification_counts_mentions_across_chunks_and_never_across_rows(resources: Resources) -> None:
+    from tasks.erasure.verify import CHUNK_ROWS, _chunk_mentions, _Probe
+
+    pool = resources.pool
+    tag = uuid.uuid4().hex[:8]
+    email = f"chunked.{tag}@example.fr"
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id", email
+    )
+    # Two mentions (cased differently) more than a chunk apart, among rows that mention nothing.
+    await pool.execute(
+        """INSERT INTO audit_log (actor, action, details)
+           SELECT 'test', 'note', jsonb_build_object('note', CASE g WHEN 1 THEN upper($1)
+                  WHEN $2 THEN 'to ' || $1 ELSE 'nothing ' || g END)
+             FROM generate_series(1, $2) g""",
+        email,
+        2 * CHUNK_ROWS + 1,
+    )
+    erasure = Erasure(
+        0,
+        account_id,
+        resources.settings,
+        pool,
+        resources.stripe,
+        StripeGate(None),
+        identity=await load_identity(pool, account_id),
+    )
+    assert await find_leftovers(erasure) == {"audit_log.details": 2}
+
+    # A needle split over two neighbouring rows is no mention.
+    probe = _Probe(pool, account_id, (email,))
+    assert _chunk_mentions([[email[:9]], [email[9:]]], "t", ["note"], [probe]) == [{}]
+    assert _chunk_mentions([[email[:9]], [email.upper()]], "t", ["note"], [probe]) == [{"t.note": 1}]

@@ -77,5 +77,7 @@ async def count_prefix(client: Any, bucket: str, prefix: str) -> int:
     objects = 0
     async for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         objects += int(page.get("KeyCount", 0))
-    uploads = await client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
-    return objects + len(uploads.get("Uploads", []))
+    uploads = 0
+    async for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=prefix):
+        uploads += len(page.get("Uploads", []))
+    return objects + uploads

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import stripe
@@ -37,6 +39,8 @@ ID_ONLY_TABLES = {
 TEXT_TYPES = ("text", "character varying", "json", "jsonb")
 # The most erasures one shared scan serves: matching grows with the number of needles.
 SCAN_BATCH = 16
+# Rows fetched and matched at a time: a few MB of text, a few ms of matching.
+CHUNK_ROWS = 2000
 
 
 class VerificationFailed(JobError):
@@ -59,64 +63,98 @@ async def _columns(pool: asyncpg.Pool) -> dict[str, list[tuple[str, str]]]:
     return tables
 
 
-def _like_patterns(needles: list[str]) -> list[str]:
-    """`%needle%` for LIKE, with LIKE's own wildcards escaped."""
-    escaped = (n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for n in needles)
-    return [f"%{needle}%" for needle in escaped]
-
-
 @dataclass(frozen=True)
 class _Probe:
-    """What one erasure looks for: its account id and the texts that identify it."""
+    """What one erasure looks for: its account id and the texts that identify it (lowered)."""
 
     pool: asyncpg.Pool
     account_id: int
     needles: tuple[str, ...]
 
 
-async def _count_mentions(
-    pool: asyncpg.Pool, table: str, columns: list[tuple[str, str]], needles: list[str], account_ids: list[int]
-) -> dict[str, int]:
-    """One pass over `table`: per column, the rows that mention any of the accounts."""
-    checks: list[tuple[str, str]] = []
-    for column, data_type in columns:
-        if data_type in TEXT_TYPES and needles:
-            checks.append((column, "lower(" + quote_identifier(column) + "::text) LIKE ANY($1::text[])"))
-        elif column == "account_id" and table not in ID_ONLY_TABLES:
-            checks.append((column, quote_identifier(column) + " = ANY($2::bigint[])"))
-    if not checks:
-        return {}
-    counts = ", ".join("count(*) FILTER (WHERE " + condition + ")" for _, condition in checks)
-    # The account's own row is allowed to hold all of it: `delete_account` deletes it last.
-    own_row = "id <> ALL($2::bigint[])" if table == "accounts" else "$2::bigint[] IS NOT NULL"
-    # Table and column names come from the catalog, quoted; values are parameters.
-    select = "SELECT " + counts + " FROM " + quote_identifier(table)  # nosec
-    row = await pool.fetchrow(
-        select + " WHERE " + own_row + " AND $1::text[] IS NOT NULL",
-        _like_patterns(needles),
-        account_ids,
+def _chunk_mentions(
+    rows: Sequence[Any], table: str, columns: list[str], probes: list[_Probe]
+) -> list[dict[str, int]]:
+    """Per probe, per column, the rows of this chunk that contain one of its needles.
+
+    Each column of the chunk is joined into one lowered text and each needle looked for
+    once in it; only a column where a needle turns up is gone through row by row, to
+    count (and, in `accounts`, to leave the account's own row out). NUL joins the rows:
+    Postgres text cannot hold it, so no match can straddle two rows.
+    """
+    found: list[dict[str, int]] = [{} for _ in probes]
+    own_id = 1 if table == "accounts" else None  # accounts rows come with their id first
+    first = 0 if own_id is None else 1
+    for offset, column in enumerate(columns, start=first):
+        haystack = "\0".join(row[offset] or "" for row in rows).lower()
+        for probe, place in zip(probes, found, strict=True):
+            if not any(needle in haystack for needle in probe.needles):
+                continue
+            count = sum(
+                1
+                for row in rows
+                if row[offset]
+                and (own_id is None or row[0] != probe.account_id)
+                and any(needle in row[offset].lower() for needle in probe.needles)
+            )
+            if count:
+                place[table + "." + column] = place.get(table + "." + column, 0) + count
+    return found
+
+
+async def _text_mentions(
+    pool: asyncpg.Pool, table: str, columns: list[str], probes: list[_Probe]
+) -> list[dict[str, int]]:
+    """One pass over the table's text columns, streamed in chunks, for every probe at once.
+
+    Why not `lower(column::text) LIKE ANY(patterns)` in SQL: LIKE pays a full pass over
+    the text for every pattern (measured: 16 erasures' 48 patterns over 200,000 inbox
+    payloads took 9.5 s), while here the text crosses once and each needle is a fast
+    substring search (the same scan: 2.4 s, half of it Postgres turning jsonb into text).
+    """
+    found: list[dict[str, int]] = [{} for _ in probes]
+    if not any(probe.needles for probe in probes):
+        return found
+    selected = ", ".join(quote_identifier(column) + "::text" for column in columns)
+    if table == "accounts":
+        selected = "id, " + selected
+    # Table and column names come from the catalog, quoted.
+    query = "SELECT " + selected + " FROM " + quote_identifier(table)  # nosec
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        cursor = await conn.cursor(query)
+        while rows := await cursor.fetch(CHUNK_ROWS):
+            # Matching holds the GIL in C calls of about a millisecond each: in a thread,
+            # the other erasures on this event loop keep running in between.
+            chunk = await asyncio.to_thread(_chunk_mentions, rows, table, columns, probes)
+            for place, more in zip(found, chunk, strict=True):
+                for where, count in more.items():
+                    place[where] = place.get(where, 0) + count
+    return found
+
+
+async def _id_mentions(pool: asyncpg.Pool, table: str, probes: list[_Probe]) -> list[dict[str, int]]:
+    """Rows of `table` whose account_id is one of the probes' accounts."""
+    # The table name comes from the catalog, quoted; the ids are a parameter.
+    query = "SELECT account_id, count(*) FROM " + quote_identifier(table)  # nosec
+    rows = await pool.fetch(
+        query + " WHERE account_id = ANY($1::bigint[]) GROUP BY 1", [p.account_id for p in probes]
     )
-    assert row is not None
-    return {table + "." + column: row[i] for i, (column, _) in enumerate(checks) if row[i]}
+    counts = {row[0]: row[1] for row in rows}
+    return [{table + ".account_id": counts[p.account_id]} if p.account_id in counts else {} for p in probes]
 
 
 async def _scan(probes: list[_Probe]) -> list[dict[str, int]]:
-    """Every table read once for all the probes; a table where any of them is found is
-    read again for each probe alone, to say whose it is. (Nothing found is the usual
-    outcome, and the one pass costs far less than one per erasure: most of a pass is
-    reading and lowering the text, not matching it.)"""
+    """Every table read once for all the probes (erasures verifying at the same time)."""
     pool = probes[0].pool
     found: list[dict[str, int]] = [{} for _ in probes]
     for table, columns in (await _columns(pool)).items():
-        # The accounts table is small, and a batch could not tell one account's own row
-        # (allowed) from another's (a leftover): always one probe at a time.
-        if len(probes) > 1 and table != "accounts":
-            everyone = [needle for probe in probes for needle in probe.needles]
-            ids = [probe.account_id for probe in probes]
-            if not await _count_mentions(pool, table, columns, everyone, ids):
-                continue
-        for probe, place in zip(probes, found, strict=True):
-            place.update(await _count_mentions(pool, table, columns, list(probe.needles), [probe.account_id]))
+        texts = [column for column, data_type in columns if data_type in TEXT_TYPES]
+        parts = [await _text_mentions(pool, table, texts, probes)] if texts else []
+        if table not in ID_ONLY_TABLES and any(column == "account_id" for column, _ in columns):
+            parts.append(await _id_mentions(pool, table, probes))
+        for part in parts:
+            for place, more in zip(found, part, strict=True):
+                place.update(more)
     return found
 
 
