@@ -381,8 +381,10 @@ async def test_an_account_erased_during_a_breach_campaign_is_scrubbed_and_counte
         await remove_databases(customer)
 
 
-async def test_verification_counts_mentions_across_chunks_and_never_across_rows(resources: Resources) -> None:
-    from tasks.erasure.verify import CHUNK_ROWS, _chunk_mentions, _Probe
+async def test_verification_counts_mentions_across_pieces_and_never_across_values_or_rows(
+    resources: Resources,
+) -> None:
+    from tasks.erasure.verify import _Matcher, _Probe, copy_escaped
 
     pool = resources.pool
     tag = uuid.uuid4().hex[:8]
@@ -390,14 +392,15 @@ async def test_verification_counts_mentions_across_chunks_and_never_across_rows(
     account_id = await pool.fetchval(
         "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id", email
     )
-    # Two mentions (cased differently) more than a chunk apart, among rows that mention nothing.
+    # Two mentions (cased differently) megabytes apart in the COPY stream, among rows
+    # mentioning nothing, some with characters COPY escapes and ones splitlines() splits on.
     await pool.execute(
         """INSERT INTO audit_log (actor, action, details)
            SELECT 'test', 'note', jsonb_build_object('note', CASE g WHEN 1 THEN upper($1)
-                  WHEN $2 THEN 'to ' || $1 ELSE 'nothing ' || g END)
-             FROM generate_series(1, $2) g""",
+                  WHEN 20000 THEN 'to ' || $1 ELSE $2 || g END)
+             FROM generate_series(1, 20000) g""",
         email,
-        2 * CHUNK_ROWS + 1,
+        "nothing \\ \t \n \x1c \u2028 ",
     )
     erasure = Erasure(
         0,
@@ -410,7 +413,38 @@ async def test_verification_counts_mentions_across_chunks_and_never_across_rows(
     )
     assert await find_leftovers(erasure) == {"audit_log.details": 2}
 
-    # A needle split over two neighbouring rows is no mention.
+    # A needle split over two values, or two rows, is no mention; one inside a value is.
     probe = _Probe(pool, account_id, (email,))
-    assert _chunk_mentions([[email[:9]], [email[9:]]], "t", ["note"], [probe]) == [{}]
-    assert _chunk_mentions([[email[:9]], [email.upper()]], "t", ["note"], [probe]) == [{"t.note": 1}]
+    matcher = _Matcher("t", ["a", "b"], [probe])
+    matcher.match(f"{email[:9]}\t{email[9:]}\n{email[:9]}\n{email[9:]}\tx\n")
+    assert matcher.found == [{}]
+    matcher.match(f"x\tabc{email}def\n")
+    assert matcher.found == [{"t.b": 1}]
+    assert copy_escaped("o\\brien\tltd") == "o\\\\brien\\tltd"  # as COPY writes it
+
+
+async def test_verification_finds_names_with_quotes_and_backslashes_in_text_and_json(
+    resources: Resources,
+) -> None:
+    pool = resources.pool
+    tag = uuid.uuid4().hex[:8]
+    account_id = await pool.fetchval(
+        """INSERT INTO accounts (email, password_hash, first_name, last_name)
+           VALUES ($1, 'x', 'Zoé', $2) RETURNING id""",
+        f"quoted.{tag}@example.fr",
+        f'O\\Neil "{tag}"',
+    )
+    name = f'zoé o\\neil "{tag}"'
+    await pool.execute(
+        "INSERT INTO audit_log (actor, action, details) VALUES ($1, 'note', $2)", name.upper(), {"who": name}
+    )
+    erasure = Erasure(
+        0,
+        account_id,
+        resources.settings,
+        pool,
+        resources.stripe,
+        StripeGate(None),
+        identity=await load_identity(pool, account_id),
+    )
+    assert await find_leftovers(erasure) == {"audit_log.actor": 1, "audit_log.details": 1}
