@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from tasks.billing.stripe_calls import StripeGate
-from tasks.erasure.context import Erasure
+from tasks.erasure.context import Erasure, load_identity
 from tasks.erasure.requests import request_erasure
 from tasks.erasure.verify import find_leftovers
 from tests.billing_events import deliver, event, sepa_mandate
@@ -200,4 +200,19 @@ async def assert_intact(resources: Resources, customer: Customer) -> None:
     assert resources.stripe is not None
     assert not await find_leftovers(
         Erasure(0, -1, resources.settings, pool, resources.stripe, StripeGate(None))
+    )
+
+
+async def erasure_of(resources: Resources, account_id: int, instance_ids: list[int] | None = None) -> Erasure:
+    """An erasure context for the account as it is now, outside any request (for verification)."""
+    assert resources.stripe is not None
+    return Erasure(
+        0,
+        account_id,
+        resources.settings,
+        resources.pool,
+        resources.stripe,
+        StripeGate(None),
+        instance_ids=instance_ids or [],
+        identity=await load_identity(resources.pool, account_id),
     )

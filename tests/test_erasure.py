@@ -14,9 +14,8 @@ import pytest
 import redis
 import stripe
 
-from tasks.billing.stripe_calls import StripeGate
 from tasks.erasure.actors import send_request_notice
-from tasks.erasure.context import Erasure, load_identity
+from tasks.erasure.context import Erasure
 from tasks.erasure.requests import (
     NotCancellable,
     UnknownAccount,
@@ -28,6 +27,7 @@ from tasks.erasure.steps import STEPS
 from tasks.erasure.verify import find_leftovers
 from tests.erasure_scenario import (
     erase_now,
+    erasure_of,
     mails_to,
     make_customer,
     remove_databases,
@@ -145,19 +145,9 @@ async def test_a_failing_step_shows_its_error_and_never_reaches_done(
 
 
 async def test_verification_names_where_something_is_left(resources: Resources, database_url: str) -> None:
-    pool = resources.pool
     customer = await make_customer(resources, database_url, instances=1)
     try:
-        erasure = Erasure(
-            0,
-            customer.account_id,
-            resources.settings,
-            pool,
-            resources.stripe,
-            StripeGate(None),
-            instance_ids=customer.instance_ids,
-            identity=await load_identity(pool, customer.account_id),
-        )
+        erasure = await erasure_of(resources, customer.account_id, customer.instance_ids)
         found = await find_leftovers(erasure)
         assert found["payment_methods.account_id"] == 2 and found["stripe:customer"] == 1, found
         assert found["stripe_events.payload"] >= 1 and found[f"s3:instances/{customer.instance_ids[0]}/"] == 4
@@ -191,18 +181,7 @@ async def test_erasures_verifying_together_share_one_scan_and_each_is_told_its_o
         {"note": mentioned_email.upper()},
     )
     await pool.execute("UPDATE accounts SET address = $1 WHERE id = $2", mentioned_email, accounts[2][0])
-    erasures = [
-        Erasure(
-            0,
-            account_id,
-            resources.settings,
-            pool,
-            resources.stripe,
-            StripeGate(None),
-            identity=await load_identity(pool, account_id),
-        )
-        for account_id, _ in accounts
-    ]
+    erasures = [await erasure_of(resources, account_id) for account_id, _ in accounts]
     clean, mentioned, neighbour = await asyncio.gather(*(find_leftovers(e) for e in erasures))
     assert clean == {} and neighbour == {}
     assert mentioned == {"jobs.result": 1, "accounts.address": 1}
@@ -402,15 +381,7 @@ async def test_verification_counts_mentions_across_pieces_and_never_across_value
         email,
         "nothing \\ \t \n \x1c \u2028 ",
     )
-    erasure = Erasure(
-        0,
-        account_id,
-        resources.settings,
-        pool,
-        resources.stripe,
-        StripeGate(None),
-        identity=await load_identity(pool, account_id),
-    )
+    erasure = await erasure_of(resources, account_id)
     assert await find_leftovers(erasure) == {"audit_log.details": 2}
 
     # A needle split over two values, or two rows, is no mention; one inside a value is.
@@ -438,13 +409,5 @@ async def test_verification_finds_names_with_quotes_and_backslashes_in_text_and_
     await pool.execute(
         "INSERT INTO audit_log (actor, action, details) VALUES ($1, 'note', $2)", name.upper(), {"who": name}
     )
-    erasure = Erasure(
-        0,
-        account_id,
-        resources.settings,
-        pool,
-        resources.stripe,
-        StripeGate(None),
-        identity=await load_identity(pool, account_id),
-    )
+    erasure = await erasure_of(resources, account_id)
     assert await find_leftovers(erasure) == {"audit_log.actor": 1, "audit_log.details": 1}

@@ -21,9 +21,8 @@ import redis
 import stripe
 from aiohttp.test_utils import TestClient, TestServer
 
-from tasks.billing.stripe_calls import StripeGate
-from tasks.erasure.context import Erasure, load_identity
 from tasks.erasure.verify import find_leftovers
+from tests.erasure_scenario import erasure_of
 from workers.resources import Resources
 from workers.settings import load_settings
 from workers.tokens import create_token
@@ -133,15 +132,7 @@ async def test_the_erasure_search_treats_hostile_names_as_text(worker_resources:
         "INSERT INTO audit_log (actor, action, details) VALUES ('test', 'note', $1)",
         {"note": f"100X off {tag} and DROPX{tag}ZZ"},
     )
-    erasure = Erasure(
-        0,
-        hostile,
-        worker_resources.settings,
-        pool,
-        worker_resources.stripe,
-        StripeGate(None),
-        identity=await load_identity(pool, hostile),
-    )
+    erasure = await erasure_of(worker_resources, hostile)
     assert await find_leftovers(erasure) == {}
     await pool.execute(
         "INSERT INTO audit_log (actor, action, details) VALUES ('test', 'note', $1)",
