@@ -72,7 +72,7 @@ async def _put_objects(settings: Settings, keys: list[str]) -> None:
         await asyncio.gather(*(put(key) for key in keys))
 
 
-async def _populate(settings: Settings) -> tuple[list[int], list[str]]:
+async def _populate(settings: Settings, tag: str) -> tuple[list[int], list[str]]:
     """The accounts, their Stripe customers, instance databases, objects and events; the
     accounts' erasure requests (due now); the instance database URLs."""
     from stripe import StripeClient
@@ -85,7 +85,6 @@ async def _populate(settings: Settings) -> tuple[list[int], list[str]]:
     client: StripeClient
     client, http = make_stripe_client(settings)
     base = settings.database_url.rsplit("/", 1)[0]
-    tag = secrets.token_hex(3)
     request_ids, database_urls, keys = [], [], []
     try:
         for n in range(ACCOUNTS):
@@ -239,12 +238,36 @@ async def _outcome(database_url: str) -> dict[str, Any]:
         await conn.close()
 
 
+@contextmanager
+def instance_databases_dropped(tag: str) -> Iterator[None]:
+    """Erasure drops the instance databases; a run stopped half-way must not leave them."""
+    try:
+        yield
+    finally:
+        asyncio.run(_drop_instance_databases(tag))
+
+
+async def _drop_instance_databases(tag: str) -> None:
+    conn = await connect(load_settings().database_url.rsplit("/", 1)[0] + "/postgres")
+    try:
+        names = await conn.fetch(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", f"bench_inst_{tag}_"
+        )
+        for row in names:
+            await conn.execute(
+                "DROP DATABASE IF EXISTS " + quote_identifier(row["datname"]) + " WITH (FORCE)"
+            )
+    finally:
+        await conn.close()
+
+
 def run() -> list[Result]:
-    with scratch_database() as database_url, stand_ins() as variables:
+    tag = secrets.token_hex(3)
+    with scratch_database() as database_url, stand_ins() as variables, instance_databases_dropped(tag):
         env = bench_env(database_url, **variables)
         os.environ["DATABASE_URL"] = database_url
         settings = load_settings()
-        request_ids, _ = asyncio.run(_populate(settings))
+        request_ids, _ = asyncio.run(_populate(settings, tag))
         objects = ACCOUNTS * INSTANCES * OBJECTS
         baseline = asyncio.run(_raw_delete_rate(settings, objects))
         step_alone = asyncio.run(_step_delete_rate(settings, objects))
