@@ -27,7 +27,7 @@ import redis
 from bench.common import OUT, Result, bench_env, scratch_database, wait_until
 from bench.s3 import s3_server
 from bench.workers import PROCESSES, THREADS, bindery_workers
-from workers.db import connect, quote_identifier
+from workers.db import connect, drop_database, maintenance_dsn, quote_identifier
 from workers.devstack import commands
 from workers.devstack.servers import free_port, running
 from workers.s3 import s3_client
@@ -248,17 +248,17 @@ def instance_databases_dropped(tag: str) -> Iterator[None]:
 
 
 async def _drop_instance_databases(tag: str) -> None:
-    conn = await connect(load_settings().database_url.rsplit("/", 1)[0] + "/postgres")
+    url = load_settings().database_url
+    conn = await connect(maintenance_dsn(url))
     try:
         names = await conn.fetch(
             "SELECT datname FROM pg_database WHERE starts_with(datname, $1)", f"bench_inst_{tag}_"
         )
-        for row in names:
-            await conn.execute(
-                "DROP DATABASE IF EXISTS " + quote_identifier(row["datname"]) + " WITH (FORCE)"
-            )
     finally:
         await conn.close()
+    base = url.rsplit("/", 1)[0]
+    for row in names:
+        await drop_database(f"{base}/{row['datname']}")
 
 
 def run() -> list[Result]:

@@ -8,6 +8,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from tests.processes import wait_until
+
 
 def call(
     method: str,
@@ -33,3 +35,13 @@ def answers(url: str, context: ssl.SSLContext | None = None) -> bool:
         return call("GET", url, context=context)[0] == 200
     except (OSError, ValueError):
         return False
+
+
+def finished_job(base: str, job_id: str, headers: dict[str, str], timeout: float, what: str) -> Any:
+    """Poll `GET /jobs/{job_id}` until the job is done or failed; its last status document."""
+
+    def finished() -> Any:
+        job = call("GET", f"{base}/jobs/{job_id}", headers=headers)[2]
+        return job if job["status"] in ("done", "failed") else None
+
+    return wait_until(finished, timeout, what, interval=0.2)

@@ -18,7 +18,7 @@ import pytest
 from tasks.backups.pipeline import BackupFailed, part_size_for
 from tasks.backups.restore import verify_backup
 from tasks.backups.run import run_backup
-from tests.http import answers, call
+from tests.http import answers, call, finished_job
 from tests.processes import bindery, eventually, run_bindery, wait_until
 from workers.db import database_name
 from workers.devstack.servers import free_port
@@ -313,11 +313,7 @@ def test_the_job_api_backs_an_instance_up_now_and_refuses_an_unknown_one(
         )
         assert status == 202, body
 
-        def finished() -> dict[str, Any] | None:
-            job = call("GET", f"{base}/jobs/{body['job_id']}", headers=headers)[2]
-            return job if job["status"] in ("done", "failed") else None
-
-        job = wait_until(finished, 60, "the backup job", interval=0.2)
+        job = finished_job(base, body["job_id"], headers, 60, "the backup job")
     assert job["status"] == "done", (tmp_path / "worker.log").read_text()
     # Backed up for today and read back, so the freshness check counts it.
     assert job["result"]["state"] == "verified" and job["result"]["created"] is True

@@ -11,7 +11,7 @@ import redis
 import stripe
 
 from tests.conftest import RABBITMQ_URL, REDIS_URL
-from tests.http import answers, call
+from tests.http import answers, call, finished_job
 from tests.processes import bindery, bindery_env, run_bindery, wait_until
 from workers.db import connect
 from workers.devstack.servers import free_port
@@ -38,11 +38,7 @@ def test_ping_runs_end_to_end(
         status, _, body = call("POST", f"{base}/jobs/system.ping", body={}, headers=headers)
         assert status == 202, body
 
-        def finished() -> dict[str, object] | None:
-            job = call("GET", f"{base}/jobs/{body['job_id']}", headers=headers)[2]
-            return job if job["status"] in ("done", "failed") else None
-
-        job = wait_until(finished, 30, "the ping job to finish", interval=0.2)
+        job = finished_job(base, body["job_id"], headers, 30, "the ping job to finish")
         assert job["status"] == "done", (tmp_path / "worker.log").read_text()
         assert job["result"]["pong"] is True
         # One pool per worker process, no larger than its thread count.

@@ -7,7 +7,6 @@ import subprocess
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -32,7 +31,7 @@ from tests.erasure_scenario import (
     make_customer,
     remove_databases,
 )
-from tests.http import answers, call
+from tests.http import answers, call, finished_job
 from tests.processes import bindery, bindery_env, run_bindery, wait_until
 from workers.db import connect, drop_database, ensure_database
 from workers.devstack.servers import free_port
@@ -212,11 +211,7 @@ def test_the_job_api_asks_for_an_erasure_and_refuses_an_unknown_account(
         )
         assert status == 202, body
 
-        def finished() -> dict[str, Any] | None:
-            job = call("GET", f"{base}/jobs/{body['job_id']}", headers=headers)[2]
-            return job if job["status"] in ("done", "failed") else None
-
-        job = wait_until(finished, 30, "the erasure request job", interval=0.2)
+        job = finished_job(base, body["job_id"], headers, 30, "the erasure request job")
     assert job["status"] == "done", (tmp_path / "worker.log").read_text()
     assert job["result"]["state"] == "pending" and job["result"]["created"] is True
     requested_by = asyncio.run(_requested_by(database_url, job["result"]["request_id"]))
