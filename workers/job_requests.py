@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 import dramatiq
 
-from workers.enqueue import enqueue_many
+from workers.enqueue import enqueue_many, new_messages
 from workers.ids import uuid4_batch
 from workers.jobs import JOBS
 from workers.queues import policy
@@ -147,18 +147,7 @@ async def requeue_stale_jobs(
 
 def job_messages(jobs: list[tuple[str, UUID]]) -> list[dramatiq.Message[object]]:
     """One message per (job name, id), carrying only the id."""
-    message_ids = uuid4_batch(len(jobs))
-    return [
-        dramatiq.Message(
-            queue_name=JOBS[name].queue,
-            actor_name=name,
-            args=(str(job_id),),
-            kwargs={},
-            options={},
-            message_id=str(message_id),
-        )
-        for (name, job_id), message_id in zip(jobs, message_ids, strict=True)
-    ]
+    return new_messages([(JOBS[name].actor, (str(job_id),)) for name, job_id in jobs])
 
 
 def send_jobs(jobs: list[tuple[str, UUID]]) -> None:

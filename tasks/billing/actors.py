@@ -14,7 +14,7 @@ from tasks.billing.processing import stale_events
 from tasks.billing.reconcile import reconcile_events
 from tasks.billing.refetch import Refetcher
 from tasks.billing.stripe_calls import StripeGate
-from workers.enqueue import enqueue_many
+from workers.enqueue import enqueue_many, new_messages
 from workers.jobs import JobArguments, RowId, job
 from workers.logs import get_logger
 from workers.queues import policy
@@ -44,7 +44,7 @@ def refetcher(resources: Resources) -> Refetcher | None:
 
 
 def event_messages(event_ids: list[str]) -> list[dramatiq.Message[object]]:
-    return [process_event.message(event_id) for event_id in event_ids]
+    return new_messages([(process_event, (event_id,)) for event_id in event_ids])
 
 
 async def send_events(event_ids: list[str]) -> None:
