@@ -21,7 +21,16 @@ from pathlib import Path
 import aiosmtplib
 import asyncpg
 
-from bench.common import BINDERY, OUT, Result, bench_env, process, scratch_database, wait_until
+from bench.common import (
+    BINDERY,
+    OUT,
+    Result,
+    bench_env,
+    process,
+    scratch_database,
+    wait_for_value,
+    wait_until,
+)
 from tasks.breach.message import Prepared, Recipient
 from tasks.breach.notice import from_incident
 from workers.devstack import commands
@@ -78,17 +87,6 @@ def _message_ids(directory: Path) -> Counter[str]:
     )
 
 
-def _done(database_url: str, campaign_id: int) -> bool:
-    async def state() -> str:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return str(await conn.fetchval("SELECT state FROM breach_campaigns WHERE id = $1", campaign_id))
-        finally:
-            await conn.close()
-
-    return asyncio.run(state()) == "done"
-
-
 def run() -> list[Result]:
     settings = load_settings()
     notice = from_incident(INCIDENT)
@@ -124,7 +122,14 @@ def run() -> list[Result]:
                     [BINDERY, "breach", "start", str(campaign_id)], env=env, capture_output=True, text=True
                 )
                 assert json.loads(out.stdout)["recipients"] == RECIPIENTS, out.stderr
-                wait_until(lambda: _done(database_url, campaign_id), 3600, "the campaign")
+                wait_for_value(
+                    database_url,
+                    "SELECT state FROM breach_campaigns WHERE id = $1",
+                    campaign_id,
+                    until=lambda state: state == "done",
+                    timeout=3600,
+                    what="the campaign",
+                )
                 figure = RECIPIENTS / (time.perf_counter() - started)
             seen = _message_ids(directory)
     sender_domain = settings.mail_from.rpartition("@")[2].rstrip(">")

@@ -24,7 +24,7 @@ from typing import Any
 import asyncpg
 import redis
 
-from bench.common import OUT, Result, bench_env, scratch_database, wait_until
+from bench.common import OUT, Result, bench_env, scratch_database, wait_for_value
 from bench.s3 import s3_server
 from bench.workers import PROCESSES, THREADS, bindery_workers
 from workers.db import connect, drop_database, maintenance_dsn, quote_identifier
@@ -279,7 +279,13 @@ def run() -> list[Result]:
         with bindery_workers(env, "erasure"):
             started = time.perf_counter()
             enqueue_many(erasure_run.broker, [erasure_run.message(request_id) for request_id in request_ids])
-            wait_until(lambda: asyncio.run(_outcome(database_url))["done"] == ACCOUNTS, 3600, "every erasure")
+            wait_for_value(
+                database_url,
+                "SELECT count(*) FROM erasure_requests WHERE state = 'done'",
+                until=lambda done: done == ACCOUNTS,
+                timeout=3600,
+                what="every erasure",
+            )
             elapsed = time.perf_counter() - started
         outcome = asyncio.run(_outcome(database_url))
     if outcome["left"] or outcome["objects"] != objects:

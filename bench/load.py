@@ -79,8 +79,8 @@ def _wrk(url: str, requests: Prepared, connections: int, seconds: int) -> Load:
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return Load(
         requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        p50_ms=_ms(re.search(r"50%\s+(\S+)", output).group(1)),
-        p99_ms=_ms(re.search(r"99%\s+(\S+)", output).group(1)),
+        p50_ms=_ms(re.search(r"^\s*50%\s+(\S+)", output, re.MULTILINE).group(1)),
+        p99_ms=_ms(re.search(r"^\s*99%\s+(\S+)", output, re.MULTILINE).group(1)),
         errors=(int(errors.group(1)) if errors else 0)
         + (sum(map(int, socket_errors.groups())) if socket_errors else 0),
         generator="wrk -t1",

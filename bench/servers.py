@@ -7,6 +7,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from bench.common import BINDERY, process, wait_until
 from bench.load import Load, Prepared, post_load
@@ -36,12 +37,39 @@ def serving(name: str, env: dict[str, str], log_name: str) -> Iterator[tuple[str
         yield base, server
 
 
+@dataclass(frozen=True)
+class Rounds:
+    """Each server's loads, one per round, in the order they ran."""
+
+    bare: list[Load]
+    bindery: list[Load]
+
+    @property
+    def ratios(self) -> list[float]:
+        return [
+            ours.requests_per_second / bare.requests_per_second
+            for bare, ours in zip(self.bare, self.bindery, strict=True)
+        ]
+
+
+def median(loads: list[Load]) -> Load:
+    """The round of median rate (its latencies come with it)."""
+    return sorted(loads, key=lambda load: load.requests_per_second)[len(loads) // 2]
+
+
 def bare_and_bindery(
-    env: dict[str, str], path: str, requests: Prepared, *, connections: int, seconds: int
-) -> tuple[Load, Load]:
-    """(bare, bindery) loads of `requests` on `path`, one server after the other."""
-    loads = {}
-    for name in SERVERS:
-        with serving(name, env, f"{name}.log") as (base, _):
-            loads[name] = post_load(f"{base}{path}", requests, connections=connections, seconds=seconds)
-    return loads["bare"], loads["bindery"]
+    env: dict[str, str], path: str, requests: Prepared, *, connections: int, seconds: int, rounds: int = 3
+) -> Rounds:
+    """Loads of `requests` on `path`, the bare server and bindery taking turns, `rounds`
+    times each: the machine's speed drifts by tens of percent within a minute here, and
+    alternating short runs spreads that drift over both sides. When there are several
+    requests, each round gets its own share of them (a webhook is not sent twice)."""
+    share = len(requests) // rounds if len(requests) > 1 else 1
+    loads: dict[str, list[Load]] = {name: [] for name in SERVERS}
+    for turn in range(rounds):
+        these = requests[turn * share : (turn + 1) * share] if len(requests) > 1 else requests
+        for name in SERVERS:
+            with serving(name, env, f"{name}.log") as (base, _):
+                load = post_load(f"{base}{path}", these, connections=connections, seconds=seconds)
+            loads[name].append(load)
+    return Rounds(loads["bare"], loads["bindery"])
