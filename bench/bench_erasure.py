@@ -81,7 +81,7 @@ async def _populate(settings: Settings, tag: str) -> tuple[list[int], list[str]]
     from workers.stripe_client import make_stripe_client
 
     conn = await connect(settings.database_url)
-    maintenance = await asyncpg.connect(settings.database_url.rsplit("/", 1)[0] + "/postgres")
+    maintenance = await asyncpg.connect(maintenance_dsn(settings.database_url))
     client: StripeClient
     client, http = make_stripe_client(settings)
     base = settings.database_url.rsplit("/", 1)[0]

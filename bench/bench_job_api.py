@@ -7,7 +7,7 @@ import asyncio
 import redis
 
 from bench.common import Result, bench_env, scratch_database
-from bench.servers import bare_and_bindery, median
+from bench.servers import bare_and_bindery
 from workers.db import connect
 from workers.tokens import create_token
 
@@ -33,18 +33,16 @@ def run() -> list[Result]:
             env, "/jobs/system.ping", [request], connections=CONNECTIONS, seconds=SECONDS, rounds=ROUNDS
         )
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
-    refused = sum(load.errors for load in rounds.bindery)
-    if refused:
-        raise RuntimeError(f"bindery web answered {refused} requests with an error")
-    bare, ours = median(rounds.bare), median(rounds.bindery)
-    each = ", ".join(f"{ratio:.2f}" for ratio in rounds.ratios)
+    if rounds.bindery_errors:
+        raise RuntimeError(f"bindery web answered {rounds.bindery_errors} requests with an error")
+    bare, ours = rounds.medians()
     return [
         Result(
             "job API: accepted req/s @64",
             ours.requests_per_second,
             bare.requests_per_second,
             "req/s",
-            f"{ours.generator}, median of {ROUNDS} alternating {SECONDS}s rounds (ratios {each})",
+            f"{ours.generator}, {rounds.describe()}",
         ),
         Result("job API: p50 latency", ours.p50_ms, bare.p50_ms, "ms"),
         Result("job API: p99 latency", ours.p99_ms, bare.p99_ms, "ms"),

@@ -12,7 +12,7 @@ import stripe
 
 from bench.common import Result, bench_env, scratch_database
 from bench.load import Prepared
-from bench.servers import bare_and_bindery, median
+from bench.servers import bare_and_bindery
 from workers.db import connect
 
 CONNECTIONS = 64
@@ -59,22 +59,19 @@ def run() -> list[Result]:
             env, "/webhooks/stripe", events, connections=CONNECTIONS, seconds=SECONDS, rounds=ROUNDS
         )
         stored = asyncio.run(_stored(database_url))
-    refused = sum(load.errors for load in rounds.bindery)
-    if refused:
-        raise RuntimeError(f"bindery web refused {refused} signed events")
+    if rounds.bindery_errors:
+        raise RuntimeError(f"bindery web refused {rounds.bindery_errors} signed events")
     accepted = round(sum(load.requests_per_second for load in rounds.bindery) * SECONDS)
     if stored < accepted * 0.98:  # wrk's count includes requests cut off at the end
         raise RuntimeError(f"{accepted} events acknowledged but only {stored} stored")
-    bare, ours = median(rounds.bare), median(rounds.bindery)
-    each = ", ".join(f"{ratio:.2f}" for ratio in rounds.ratios)
+    bare, ours = rounds.medians()
     return [
         Result(
             "webhooks: stored events/s @64",
             ours.requests_per_second,
             bare.requests_per_second,
             "req/s",
-            f"{ours.generator}, median of {ROUNDS} alternating {SECONDS}s rounds (ratios {each}), "
-            f"~2 KB signed events, {stored} stored",
+            f"{ours.generator}, {rounds.describe()}, ~2 KB signed events, {stored} stored",
         ),
         Result("webhooks: p50 latency", ours.p50_ms, bare.p50_ms, "ms"),
         Result("webhooks: p99 latency", ours.p99_ms, bare.p99_ms, "ms", "goal p99 ≤ 20 ms"),

@@ -43,17 +43,25 @@ class Rounds:
 
     bare: list[Load]
     bindery: list[Load]
+    seconds: int
 
     @property
-    def ratios(self) -> list[float]:
-        return [
-            ours.requests_per_second / bare.requests_per_second
+    def bindery_errors(self) -> int:
+        return sum(load.errors for load in self.bindery)
+
+    def medians(self) -> tuple[Load, Load]:
+        """(bare, bindery): each side's round of median rate (its latencies come with it)."""
+        return _median(self.bare), _median(self.bindery)
+
+    def describe(self) -> str:
+        ratios = ", ".join(
+            f"{ours.requests_per_second / bare.requests_per_second:.2f}"
             for bare, ours in zip(self.bare, self.bindery, strict=True)
-        ]
+        )
+        return f"median of {len(self.bare)} alternating {self.seconds}s rounds (ratios {ratios})"
 
 
-def median(loads: list[Load]) -> Load:
-    """The round of median rate (its latencies come with it)."""
+def _median(loads: list[Load]) -> Load:
     return sorted(loads, key=lambda load: load.requests_per_second)[len(loads) // 2]
 
 
@@ -64,12 +72,15 @@ def bare_and_bindery(
     times each: the machine's speed drifts by tens of percent within a minute here, and
     alternating short runs spreads that drift over both sides. When there are several
     requests, each round gets its own share of them (a webhook is not sent twice)."""
-    share = len(requests) // rounds if len(requests) > 1 else 1
+    if len(requests) == 1:
+        shares = [requests] * rounds
+    else:
+        size = len(requests) // rounds
+        shares = [requests[turn * size : (turn + 1) * size] for turn in range(rounds)]
     loads: dict[str, list[Load]] = {name: [] for name in SERVERS}
-    for turn in range(rounds):
-        these = requests[turn * share : (turn + 1) * share] if len(requests) > 1 else requests
+    for these in shares:
         for name in SERVERS:
             with serving(name, env, f"{name}.log") as (base, _):
                 load = post_load(f"{base}{path}", these, connections=connections, seconds=seconds)
             loads[name].append(load)
-    return Rounds(loads["bare"], loads["bindery"])
+    return Rounds(loads["bare"], loads["bindery"], seconds)
