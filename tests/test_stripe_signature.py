@@ -95,6 +95,18 @@ def test_a_card_number_hidden_in_json_escapes_is_masked_before_storing() -> None
     assert "4242424242424242" not in event.payload and MASK in event.payload
 
 
+def test_a_card_number_written_as_a_json_float_is_masked_before_storing() -> None:
+    """Stored as written: 4242424242424242.0, or digits after a point, would be a card
+    number in the inbox's text. (Seen: a Luhn-valid 17-digit fraction left in a payload.)"""
+    from tasks.billing.inbox import parse_event
+    from tasks.billing.masking import MASK
+
+    body = '{"id": "evt_x1", "object": "event", "type": "t", "created": 1, "data": {"object": '
+    for number, kept in (("4242424242424242.0", False), ("0.4242424242424242", False), ("1.5", True)):
+        event = parse_event((body + '{"x": ' + number + "}}}").encode())
+        assert (number in event.payload) is kept and (MASK in event.payload) is not kept, event.payload
+
+
 # Text as JSON may carry it: with NULs and unpaired surrogates, which only \\u escapes deliver.
 _texts = st.text(st.sampled_from("\x00\ud800\udfffaé") | st.characters(exclude_categories=[]), max_size=6)
 _json_values = st.recursive(

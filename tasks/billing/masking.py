@@ -57,6 +57,10 @@ def mask_card_numbers(value: Any) -> Any:
     if isinstance(value, int):
         text = str(abs(value))
         return MASK if 13 <= len(text) <= 19 and luhn_valid(text) else value
+    if isinstance(value, float):
+        # 4242424242424242.0, or a run of digits after the point: stored as written, so
+        # judged as written.
+        return MASK if _mask_text(repr(value)) != repr(value) else value
     if isinstance(value, dict):
         return {key: mask_card_numbers(item) for key, item in value.items()}
     if isinstance(value, list):
