@@ -31,7 +31,8 @@ import asyncpg  # noqa: E402
 import redis  # noqa: E402
 import stripe  # noqa: E402
 
-from workers.db import create_pool, drop_database, migrate_database  # noqa: E402
+from tests.databases import new_bindery_database  # noqa: E402
+from workers.db import create_pool, drop_database  # noqa: E402
 from workers.reachability import START_POSTGRES, START_RABBITMQ, START_REDIS  # noqa: E402
 
 REDIS_URL = os.environ["BROKER_URL"]
@@ -62,7 +63,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def database_url() -> Iterator[str]:
     url = os.environ["DATABASE_URL"]
 
-    asyncio.run(migrate_database(url, create=True))
+    asyncio.run(new_bindery_database(url))
     yield url
     asyncio.run(drop_database(url))
 
@@ -215,7 +216,7 @@ async def accounts_db(database_url: str) -> AsyncIterator[Any]:
 
     async def make(count: int) -> Bindery:
         url = database_url.rsplit("/", 1)[0] + f"/breach_{secrets.token_hex(4)}"
-        await migrate_database(url, create=True)
+        await new_bindery_database(url)
         pool = await create_pool(url, max_size=4)
         await pool.execute(
             """INSERT INTO accounts (email, password_hash, first_name, status)

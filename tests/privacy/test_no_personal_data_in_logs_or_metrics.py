@@ -23,9 +23,10 @@ import pytest
 import redis
 import stripe
 
+from tests.databases import new_bindery_database
 from tests.http import answers, call
 from tests.processes import bindery, bindery_env, eventually, run_bindery
-from workers.db import create_pool, drop_database, ensure_database, migrate_database
+from workers.db import create_pool, drop_database, ensure_database
 from workers.devstack.servers import free_port
 from workers.settings import load_settings
 
@@ -36,7 +37,7 @@ INCIDENT = Path(__file__).parents[1] / "data" / "incident.toml"
 async def own_database(database_url: str) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     """A database of the scenario's own: the breach campaign mails exactly its accounts."""
     url = database_url.rsplit("/", 1)[0] + f"/privacy_{secrets.token_hex(4)}"
-    await migrate_database(url, create=True)
+    await new_bindery_database(url)
     pool = await create_pool(url, max_size=4)
     yield url, pool
     await pool.close()
