@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 from pydantic import SecretStr
 
-from tasks.breach.sending import Lane, send_batch
+from tasks.breach.campaigns import start
+from tasks.breach.sending import CLAIM, LEASE, RECORD, Lane, send_batch
 from tests.breach_setup import (
     BATCH,
     DATA,
@@ -28,6 +29,7 @@ from tests.breach_setup import (
     worker,
 )
 from tests.processes import equals, eventually, run_bindery
+from workers.db import connect
 from workers.settings import load_settings
 from workers.smtp_pool import SmtpPool
 
@@ -170,3 +172,81 @@ async def test_a_preview_goes_to_the_operator_only_and_bad_input_changes_nothing
     refused = run_bindery("breach", "create", "--incident", str(bad), env=env)
     assert refused.returncode == 1 and "[fr] table lacks" in refused.stderr
     assert await db.pool.fetchval("SELECT count(*) FROM breach_campaigns") == 1
+
+
+def _rows_read(plan: dict[str, Any], table: str, under_table: bool = False) -> int:
+    """Index entries and rows that the plan's scans of `table` went through (a bitmap
+    index scan belongs to the table of the bitmap heap scan above it)."""
+    node = plan["Node Type"]
+    on_table = plan.get("Relation Name") == table or (under_table and node.startswith("Bitmap"))
+    read = plan["Actual Rows"] * plan["Actual Loops"] + plan.get("Rows Removed by Filter", 0)
+    own = read if on_table and node.endswith("Scan") else 0
+    return int(own) + sum(_rows_read(child, table, on_table) for child in plan.get("Plans", []))
+
+
+async def _generic_plan(url: str, sql: str, types: str, *literals: str) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of `sql` planned once for any values of its parameters, as
+    Postgres may plan a statement prepared and run many times (asyncpg prepares every
+    statement; the slow outcomes of a real campaign ran such a plan). Rolled back."""
+    conn = await connect(url)  # its own session: the prepared statement dies with it
+    try:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await conn.execute(f"PREPARE measured ({types}) AS {sql}")
+            plan = await conn.fetchval(
+                f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE measured ({', '.join(literals)})"
+            )
+            result: dict[str, Any] = plan[0]["Plan"]  # connect() decodes json
+            raise _RolledBack
+    except _RolledBack:
+        return result
+    finally:
+        await conn.close()
+
+
+class _RolledBack(Exception):
+    pass
+
+
+async def test_claims_and_outcomes_do_not_read_the_rows_already_sent(accounts_db: Any) -> None:
+    # Postgres here runs without autovacuum, so every version a campaign leaves behind
+    # stays in the table and its indexes. Plans that read them all make each statement a
+    # little slower than the one before, all campaign long: claims reading a b-tree on
+    # account_id alone in order, filtering on the state, or hash-joining every recipient;
+    # outcomes combining an index of `sending` rows (every row passes through it) with the
+    # whole campaign's primary key range (schema/0013).
+    db = await accounts_db(5_000)
+    pool = db.pool
+    campaign_id = create_campaign(db.env("smtp://127.0.0.1:9"))
+    await start(pool, campaign_id, "test")
+    await pool.execute("ANALYZE breach_recipients")  # statistics as of the snapshot
+    for _ in range(40):  # 4,000 sent, as lanes do it
+        claimed = [row["account_id"] for row in await pool.fetch(CLAIM, campaign_id, BATCH, LEASE)]
+        n = len(claimed)
+        await pool.execute(RECORD, campaign_id, claimed, ["sent"] * n, [250] * n, [None] * n, [None] * n)
+    claim = await _generic_plan(
+        db.url, CLAIM, "bigint, int, interval", str(campaign_id), str(BATCH), "'5 min'"
+    )
+    assert claim["Actual Rows"] == BATCH
+    assert _rows_read(claim, "breach_recipients") < 4 * BATCH
+    await pool.fetch(CLAIM, campaign_id, BATCH, LEASE)
+    ids = [
+        r["account_id"]
+        for r in await pool.fetch(
+            "SELECT account_id FROM breach_recipients WHERE campaign_id = $1 AND state = 'sending' LIMIT 20",
+            campaign_id,
+        )
+    ]
+    record = await _generic_plan(
+        db.url,
+        RECORD,
+        "bigint, bigint[], text[], int[], text[], float8[]",
+        str(campaign_id),
+        "'{" + ",".join(map(str, ids)) + "}'",
+        "array_fill('sent'::text, ARRAY[20])",
+        "array_fill(250, ARRAY[20])",
+        "array_fill(NULL::text, ARRAY[20])",
+        "array_fill(NULL::float8, ARRAY[20])",
+    )
+    assert record["Plans"][0]["Actual Rows"] == 20
+    assert _rows_read(record, "breach_recipients") < 4 * BATCH
