@@ -23,6 +23,6 @@ async def new_bindery_database(url: str) -> None:
     conn = await connect(url)
     try:
         # A literal: utility statements take no parameters, and first_id is our own integer.
-        await conn.execute(f"ALTER TABLE instances ALTER COLUMN id RESTART WITH {int(first_id)}")
+        await conn.execute(f"ALTER TABLE instances ALTER COLUMN id RESTART WITH {first_id}")
     finally:
         await conn.close()

@@ -60,7 +60,8 @@ def mask_card_numbers(value: Any) -> Any:
     if isinstance(value, float):
         # 4242424242424242.0, or a run of digits after the point: stored as written, so
         # judged as written.
-        return MASK if _mask_text(repr(value)) != repr(value) else value
+        text = repr(value)
+        return MASK if _mask_text(text) != text else value
     if isinstance(value, dict):
         return {key: mask_card_numbers(item) for key, item in value.items()}
     if isinstance(value, list):

@@ -68,8 +68,9 @@ SELECT c.account_id, c.email, c.attempts, a.id IS NOT NULL AS exists,
 """
 
 
-# A lane's outcomes, by primary key. `state = 'sending'`: an erasure may have scrubbed the
-# row meanwhile; it stays skipped.
+# A lane's outcomes, by primary key: `= ANY ($2)` says which keys to a plan made for any
+# parameters, which the join on the unnested arrays alone does not. `state = 'sending'`: an
+# erasure may have scrubbed the row meanwhile; it stays skipped.
 RECORD = """
 UPDATE breach_recipients r
    SET state = o.state, reply_code = o.code, error = o.error, lease_until = NULL,
