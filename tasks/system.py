@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 import dramatiq
 
+from workers.audit_log import AuditRecord
 from workers.db import rows_affected
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
 from workers.jobs import JobArguments, job
@@ -24,9 +25,7 @@ class PingArguments(JobArguments):
 
 async def record_ping(resources: Resources, arguments: PingArguments) -> dict[str, Any]:
     """Record in the audit log that a ping ran; return when it ran."""
-    ran_at = await resources.pool.fetchval(
-        "INSERT INTO audit_log (actor, action) VALUES ('system', 'system.ping') RETURNING at"
-    )
+    ran_at = await resources.audit.record(AuditRecord("system", "system.ping"))
     return {"pong": True, "ran_at": ran_at.isoformat()}
 
 
@@ -94,8 +93,4 @@ async def prune() -> None:
 async def scheduled_ping(slot: str) -> None:
     """Records each scheduled run with its slot (the scheduler's proof of life, off by default).
     Idempotent per slot: the scheduler's middleware starts a slot's run once."""
-    await current_resources().pool.execute(
-        "INSERT INTO audit_log (actor, action, subject_type, subject_id) "
-        "VALUES ('scheduler', 'system.scheduled_ping', 'slot', $1)",
-        slot,
-    )
+    await current_resources().audit.record(AuditRecord("scheduler", "system.scheduled_ping", "slot", slot))

@@ -17,6 +17,7 @@ import stripe
 from dramatiq.asyncio import get_event_loop_thread
 from stripe._http_client import AIOHTTPClient
 
+from workers.audit_log import AuditLog
 from workers.db import create_pool
 from workers.job_rows import JobRows
 from workers.rate_limit import RateLimiter
@@ -43,9 +44,12 @@ class Resources:
     closing: AsyncExitStack | None = None
     # Claims and "done" marks of the jobs this process runs, written in batches.
     job_rows: JobRows = field(init=False)
+    # Audit records written on their own (not inside a transaction), in batches.
+    audit: AuditLog = field(init=False)
 
     def __post_init__(self) -> None:
         self.job_rows = JobRows(self.pool)
+        self.audit = AuditLog(self.pool)
 
 
 _current: Resources | None = None

@@ -1,0 +1,57 @@
+"""Audit records an actor writes on their own, grouped across a worker's threads.
+
+Each audit record written outside a transaction was a statement and a commit of its
+own: for `system.ping` that was as much of the database's work as the job's own two
+writes together. Records that arrive while the previous batch is being written go in
+one INSERT; each caller still waits until its record is committed. Records that must
+commit with other writes (an erasure request and its audit, say) are written inside
+that transaction instead, not through this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from workers.batching import Batcher
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """Who did what to which subject; ids only, never personal data."""
+
+    actor: str
+    action: str
+    subject_type: str | None = None
+    subject_id: str | None = None
+    details: dict[str, Any] | None = None
+
+
+class AuditLog:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._records: Batcher[AuditRecord, datetime] = Batcher(self._write_batch)
+
+    async def record(self, record: AuditRecord) -> datetime:
+        """Write the record; return its `at` once it is committed."""
+        return await self._records.submit(record)
+
+    async def _write_batch(self, records: list[AuditRecord]) -> Sequence[datetime]:
+        # `at` defaults to now(), the transaction's start: one value for the whole batch.
+        at: datetime = await self._pool.fetchval(
+            """
+            INSERT INTO audit_log (actor, action, subject_type, subject_id, details)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+            RETURNING at
+            """,
+            [r.actor for r in records],
+            [r.action for r in records],
+            [r.subject_type for r in records],
+            [r.subject_id for r in records],
+            [r.details or {} for r in records],
+        )
+        return [at] * len(records)
