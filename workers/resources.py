@@ -19,6 +19,7 @@ from stripe._http_client import AIOHTTPClient
 
 from workers.audit_log import AuditLog
 from workers.db import create_pool
+from workers.gc_pauses import freeze_startup_objects
 from workers.job_rows import JobRows
 from workers.rate_limit import RateLimiter
 from workers.s3 import s3_client
@@ -125,6 +126,7 @@ class ResourcesMiddleware(dramatiq.Middleware):
         _current = loop_thread.run_coroutine(
             open_resources(self.settings, pool_size=max(1, worker.worker_threads))
         )
+        freeze_startup_objects()  # the process's imports and resources live as long as it does
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
         global _current

@@ -20,6 +20,7 @@ from workers import broker as broker_module
 from workers.batching import Batcher
 from workers.db import create_pool
 from workers.enqueue import AsyncRedisEnqueuer
+from workers.gc_pauses import freeze_startup_objects
 from workers.jobs import JOB_NAME
 from workers.settings import Settings
 from workers.tokens import TokenVerifier
@@ -158,8 +159,10 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
+    app = create_app(settings)
+    freeze_startup_objects()
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         ssl_context=https.ssl_context(settings),
