@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 import pytest
 
-from workers.batching import Batcher
+from workers.batching import Batcher, PooledBatcher
+from workers.db import Connection
 
 
 async def test_concurrent_items_share_flushes_and_get_their_own_results() -> None:
@@ -36,3 +38,54 @@ async def test_a_failed_flush_fails_its_callers_and_the_next_batch_still_runs() 
     with pytest.raises(ConnectionError):
         await batcher.submit(1)
     assert await batcher.submit(2) == 2
+
+
+async def test_pooled_batches_that_follow_each_other_share_one_connection_then_give_it_back(
+    pool: asyncpg.Pool,
+) -> None:
+    backends: list[int] = []
+
+    async def flush(conn: Connection, items: list[int]) -> list[int]:
+        backends.append(await conn.fetchval("SELECT pg_backend_pid() FROM pg_sleep(0.005)"))
+        return items
+
+    batcher: PooledBatcher[int, int] = PooledBatcher(pool, flush, max_batch=10)
+    assert await asyncio.gather(*(batcher.submit(i) for i in range(100))) == list(range(100))
+    assert len(backends) >= 10 and len(set(backends)) == 1
+    assert pool.get_idle_size() == pool.get_size()  # returned once nothing was pending
+
+
+async def test_a_pooled_batch_on_a_connection_that_broke_fails_and_the_next_takes_another(
+    pool: asyncpg.Pool,
+) -> None:
+    backends: list[int] = []
+
+    async def flush(conn: Connection, items: list[int]) -> list[int]:
+        pid = await conn.fetchval("SELECT pg_backend_pid()")
+        backends.append(pid)
+        if len(backends) == 1:  # the server ends this connection under the first batch
+            async with pool.acquire() as other:
+                await other.execute("SELECT pg_terminate_backend($1)", pid)
+            await conn.fetchval("SELECT 1")
+        return items
+
+    batcher: PooledBatcher[int, int] = PooledBatcher(pool, flush, max_batch=1)
+    first, second = await asyncio.gather(batcher.submit(1), batcher.submit(2), return_exceptions=True)
+    assert isinstance(first, Exception)  # which one depends on when asyncpg sees the socket close
+    assert second == 2
+    assert len(backends) == 2 and backends[0] != backends[1]
+
+
+async def test_pooled_batches_fail_their_callers_when_no_connection_can_be_had() -> None:
+    unreachable = await asyncpg.create_pool("postgresql://postgres@127.0.0.1:1/none", min_size=0, timeout=2)
+    assert unreachable is not None
+
+    async def flush(conn: Connection, items: list[int]) -> list[int]:
+        return items
+
+    batcher: PooledBatcher[int, int] = PooledBatcher(unreachable, flush)
+    try:
+        with pytest.raises(OSError):
+            await asyncio.wait_for(batcher.submit(1), timeout=10)
+    finally:
+        await unreachable.close()

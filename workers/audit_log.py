@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from workers.batching import Batcher
+from workers.batching import PooledBatcher
+from workers.db import Connection
 
 
 @dataclass(frozen=True)
@@ -33,16 +34,15 @@ class AuditRecord:
 
 class AuditLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._records: Batcher[AuditRecord, datetime] = Batcher(self._write_batch)
+        self._records: PooledBatcher[AuditRecord, datetime] = PooledBatcher(pool, self._write_batch)
 
     async def record(self, record: AuditRecord) -> datetime:
         """Write the record; return its `at` once it is committed."""
         return await self._records.submit(record)
 
-    async def _write_batch(self, records: list[AuditRecord]) -> Sequence[datetime]:
+    async def _write_batch(self, conn: Connection, records: list[AuditRecord]) -> Sequence[datetime]:
         # `at` defaults to now(), the transaction's start: one value for the whole batch.
-        at: datetime = await self._pool.fetchval(
+        at: datetime = await conn.fetchval(
             """
             INSERT INTO audit_log (actor, action, subject_type, subject_id, details)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])

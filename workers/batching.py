@@ -8,8 +8,13 @@ idle caller waits for nobody.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+import asyncpg
+
+from workers.db import Connection
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,19 +43,79 @@ class Batcher(Generic[T, R]):
 
     async def _drain(self) -> None:
         while self._pending:
-            batch = self._pending[: self._max_batch]
-            del self._pending[: self._max_batch]
+            await self._run(self._next_batch(), self._flush)
+
+    def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch = self._pending[: self._max_batch]
+        del self._pending[: self._max_batch]
+        return batch
+
+    async def _run(
+        self, batch: list[tuple[T, asyncio.Future[R]]], flush: Callable[[list[T]], Awaitable[Sequence[R]]]
+    ) -> bool:
+        """Flush the batch and hand each waiter its result; False when the flush failed."""
+        try:
+            results = await flush([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError("flush returned the wrong number of results")
+        except BaseException as error:
+            _fail(batch, error)
+            if not isinstance(error, Exception):
+                raise
+            return False
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+        return True
+
+
+def _fail(batch: list[tuple[T, asyncio.Future[R]]], error: BaseException) -> None:
+    """Every waiter of the batch learns of the failure."""
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(error)
+
+
+class PooledBatcher(Batcher[T, R]):
+    """A Batcher whose flushes run on a connection of an asyncpg pool.
+
+    The connection is held while batches follow one another and goes back to the pool
+    once none is pending: under load a job's claim, audit record and "done" mark then
+    cost no pool acquire and release each (a tenth of a worker's interpreter time went
+    to those). After a failed flush the connection goes back (the pool replaces a broken
+    one) and the next batch takes another; when none can be had, the batch's callers get
+    the error.
+
+    Parameters:
+      pool: where the connection comes from.
+      flush: `flush(connection, items) -> results`, as `Batcher`'s with the connection.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        flush: Callable[[Connection, list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_batch: int = 256,
+    ):
+        super().__init__(self._unreachable, max_batch=max_batch)
+        self._pool = pool
+        self._flush_on = flush
+
+    async def _drain(self) -> None:
+        while self._pending:
             try:
-                results = await self._flush([item for item, _ in batch])
-                if len(results) != len(batch):
-                    raise RuntimeError("flush returned the wrong number of results")
-            except BaseException as error:  # every waiter learns of the failure
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                if not isinstance(error, Exception):
-                    raise
+                connection = await self._pool.acquire()
+            except Exception as error:  # the database is away
+                _fail(self._next_batch(), error)
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
-                    future.set_result(result)
+            try:
+                while self._pending:
+                    flush = functools.partial(self._flush_on, connection)
+                    if not await self._run(self._next_batch(), flush):
+                        break  # the connection may be what failed: the next batch takes another
+            finally:
+                await self._pool.release(connection)  # nothing to do if it broke and was released
+
+    async def _unreachable(self, items: list[T]) -> Sequence[R]:
+        raise AssertionError("a PooledBatcher flushes through its _drain")

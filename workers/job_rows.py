@@ -15,7 +15,8 @@ from uuid import UUID
 
 import asyncpg
 
-from workers.batching import Batcher
+from workers.batching import PooledBatcher
+from workers.db import Connection
 
 
 @dataclass(frozen=True)
@@ -27,9 +28,10 @@ class Claimed:
 
 class JobRows:
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
-        self._claims: Batcher[UUID, Claimed | None] = Batcher(self._claim_batch)
-        self._finishes: Batcher[tuple[UUID, dict[str, Any]], None] = Batcher(self._finish_batch)
+        self._claims: PooledBatcher[UUID, Claimed | None] = PooledBatcher(pool, self._claim_batch)
+        self._finishes: PooledBatcher[tuple[UUID, dict[str, Any]], None] = PooledBatcher(
+            pool, self._finish_batch
+        )
 
     async def claim(self, job_id: UUID) -> Claimed | None:
         """Mark the job running; None when it is already finished (or unknown)."""
@@ -39,8 +41,8 @@ class JobRows:
         """Mark the job done with its result."""
         await self._finishes.submit((job_id, result))
 
-    async def _claim_batch(self, job_ids: list[UUID]) -> Sequence[Claimed | None]:
-        rows = await self._pool.fetch(
+    async def _claim_batch(self, conn: Connection, job_ids: list[UUID]) -> Sequence[Claimed | None]:
+        rows = await conn.fetch(
             """
             UPDATE jobs SET status = 'running', attempts = attempts + 1,
                    started_at = coalesce(started_at, now()), updated_at = now()
@@ -55,9 +57,11 @@ class JobRows:
         claimed = {row["id"]: Claimed(row["arguments"], row["attempts"], row["token_id"]) for row in rows}
         return [claimed.get(job_id) for job_id in job_ids]
 
-    async def _finish_batch(self, items: list[tuple[UUID, dict[str, Any]]]) -> Sequence[None]:
+    async def _finish_batch(
+        self, conn: Connection, items: list[tuple[UUID, dict[str, Any]]]
+    ) -> Sequence[None]:
         results = dict(items)  # a job twice in one batch (a duplicate message) is written once
-        await self._pool.execute(
+        await conn.execute(
             """
             UPDATE jobs SET status = 'done', result = done.result, error = NULL,
                    finished_at = now(), updated_at = now()
