@@ -23,6 +23,7 @@ import pytest
 import redis
 import stripe
 
+from tests.billing_events import stripe_id
 from tests.databases import new_bindery_database
 from tests.http import answers, call
 from tests.processes import bindery, bindery_env, eventually, run_bindery
@@ -169,7 +170,7 @@ async def test_no_personal_data_or_secret_in_any_log_line_or_metric(
                 ),
             ):
                 event = {
-                    "id": f"evt_{secrets.token_hex(8)}",
+                    "id": stripe_id("evt"),
                     "object": "event",
                     "type": event_type,
                     "created": 1_790_000_000,
