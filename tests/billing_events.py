@@ -18,7 +18,7 @@ _clock = itertools.count(1_790_000_000)
 _BASE62 = string.ascii_letters + string.digits
 
 
-def stripe_id(prefix: str, length: int = 16) -> str:
+def new_id(prefix: str, length: int = 16) -> str:
     """An id shaped like Stripe's: base62 after the prefix. Not hex: 16 hex characters hold
     13 digits in a row often enough that, one time in ten, Luhn-valid, the inbox masks
     them as a card number (and a subscription whose id was masked breaks its CHECK)."""
@@ -27,7 +27,7 @@ def stripe_id(prefix: str, length: int = 16) -> str:
 
 def event(event_type: str, obj: dict[str, Any], created: int | None = None) -> dict[str, Any]:
     return {
-        "id": stripe_id("evt", 20),
+        "id": new_id("evt", 20),
         "object": "event",
         "type": event_type,
         "created": created if created is not None else next(_clock),
@@ -72,10 +72,6 @@ async def new_account(pool: asyncpg.Pool) -> int:
         f"{secrets.token_hex(6)}@example.org",
     )
     return account_id
-
-
-def new_id(prefix: str) -> str:
-    return stripe_id(prefix)
 
 
 def sepa_mandate(mandate_id: str, method_id: str, reference: str) -> dict[str, Any]:

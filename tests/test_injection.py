@@ -22,7 +22,7 @@ import stripe
 from aiohttp.test_utils import TestClient, TestServer
 
 from tasks.erasure.verify import find_leftovers
-from tests.billing_events import stripe_id
+from tests.billing_events import new_id
 from tests.erasure_scenario import erasure_of
 from workers.resources import Resources
 from workers.settings import load_settings
@@ -90,7 +90,7 @@ async def test_hostile_text_in_a_stripe_event_is_stored_exactly(
     client: TestClient[Any, Any], pool: asyncpg.Pool
 ) -> None:
     before = await tables(pool)
-    event_id = stripe_id("evt", 20)
+    event_id = new_id("evt", 20)
     customer: dict[str, Any] = {"id": f"cus_{secrets.token_hex(6)}", "object": "customer", "name": HOSTILE[0]}
     customer["address"] = {f"line{n}": value for n, value in enumerate(HOSTILE)}
     event = {

@@ -21,7 +21,7 @@ import stripe
 from aiohttp.test_utils import TestClient, TestServer
 
 from tasks.billing.masking import luhn_valid
-from tests.billing_events import stripe_id
+from tests.billing_events import new_id
 from tests.http import answers
 from tests.processes import bindery, bindery_env, wait_until
 from workers.devstack.servers import free_port
@@ -33,7 +33,7 @@ OLD_SECRET = "whsec_test_previous"
 
 
 def make_event(**fields: Any) -> dict[str, Any]:
-    event_id = stripe_id("evt", 24)
+    event_id = new_id("evt", 24)
     return {
         "id": event_id,
         "object": "event",

@@ -109,9 +109,9 @@ class PooledBatcher(Batcher[T, R]):
             except Exception as error:  # the database is away
                 _fail(self._next_batch(), error)
                 continue
+            flush = functools.partial(self._flush_on, connection)
             try:
                 while self._pending:
-                    flush = functools.partial(self._flush_on, connection)
                     if not await self._run(self._next_batch(), flush):
                         break  # the connection may be what failed: the next batch takes another
             finally:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tasks.billing.masking import luhn_valid
 from tasks.billing.processing import process_event
-from tests.billing_events import stripe_id
+from tests.billing_events import new_id
 from workers.settings import load_settings
 from workers.web.app import create_app
 
@@ -66,7 +66,7 @@ async def test_no_luhn_valid_number_is_stored_anywhere_after_a_hostile_scenario(
         customer = f"cus_{secrets.token_hex(6)}"
         events += [
             {
-                "id": stripe_id("evt"),
+                "id": new_id("evt"),
                 "object": "event",
                 "type": "customer.updated",
                 "created": 1,
@@ -80,7 +80,7 @@ async def test_no_luhn_valid_number_is_stored_anywhere_after_a_hostile_scenario(
                 },
             },
             {
-                "id": stripe_id("evt"),
+                "id": new_id("evt"),
                 "object": "event",
                 "type": "invoice.paid",
                 "created": 2,
@@ -118,5 +118,5 @@ async def test_no_table_can_hold_a_card_number_in_last4(pool: asyncpg.Pool) -> N
         await pool.execute(
             """INSERT INTO payment_methods (id, type, card_brand, last4)
                VALUES ($1, 'card', 'visa', '4242424242424242')""",
-            stripe_id("pm"),
+            new_id("pm"),
         )

@@ -23,7 +23,7 @@ import pytest
 import redis
 import stripe
 
-from tests.billing_events import stripe_id
+from tests.billing_events import new_id
 from tests.databases import new_bindery_database
 from tests.http import answers, call
 from tests.processes import bindery, bindery_env, eventually, run_bindery
@@ -170,7 +170,7 @@ async def test_no_personal_data_or_secret_in_any_log_line_or_metric(
                 ),
             ):
                 event = {
-                    "id": stripe_id("evt"),
+                    "id": new_id("evt"),
                     "object": "event",
                     "type": event_type,
                     "created": 1_790_000_000,
