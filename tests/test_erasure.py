@@ -22,13 +22,15 @@ from tasks.erasure.requests import (
     request_erasure,
 )
 from tasks.erasure.saga import run_request
-from tasks.erasure.steps import STEPS
+from tasks.erasure.steps import STAGES, STEPS, Step
 from tasks.erasure.verify import find_leftovers
 from tests.erasure_scenario import (
+    database_exists,
     erase_now,
     erasure_of,
     mails_to,
     make_customer,
+    objects_under,
     remove_databases,
 )
 from tests.http import answers, call, finished_job
@@ -100,12 +102,14 @@ async def test_a_run_killed_before_any_step_is_finished_by_the_next(
         async def killed(_: Erasure) -> dict[str, int]:
             raise Killed
 
-        crashing = [(name, killed if name == crash_before else step) for name, step in STEPS]
-        monkeypatch.setattr("tasks.erasure.saga.STEPS", crashing)
+        crashing = [
+            [(name, killed if name == crash_before else step) for name, step in stage] for stage in STAGES
+        ]
+        monkeypatch.setattr("tasks.erasure.saga.STAGES", crashing)
         with pytest.raises(Killed):
             await run_request(resources, request_id)
         assert await run_request(resources, request_id) == "skipped"  # its lease still runs
-        monkeypatch.setattr("tasks.erasure.saga.STEPS", STEPS)
+        monkeypatch.setattr("tasks.erasure.saga.STAGES", STAGES)
         await pool.execute(
             "UPDATE erasure_requests SET lease_until = now() - interval '1 second' WHERE id = $1", request_id
         )
@@ -113,6 +117,54 @@ async def test_a_run_killed_before_any_step_is_finished_by_the_next(
         assert await pool.fetchval("SELECT count(*) FROM accounts WHERE id = $1", customer.account_id) == 0
         steps = await pool.fetch("SELECT step, attempts FROM erasure_steps WHERE request_id = $1", request_id)
         assert {row["step"]: row["attempts"] for row in steps}[crash_before] == 2
+    finally:
+        await remove_databases(customer)
+
+
+async def test_the_steps_of_a_stage_run_at_once_and_a_failing_one_leaves_its_siblings_finished(
+    resources: Resources, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = resources.pool
+    [stage] = [stage for stage in STAGES if len(stage) > 1]
+    customer = await make_customer(resources, database_url, instances=1)
+    try:
+        request_id = await erase_now(resources, customer.account_id)
+        started = {name: asyncio.Event() for name, _ in stage}
+
+        def together(name: str, step: Step) -> Step:
+            """The step, once every step of its stage has started: run one after another,
+            the first would wait for the others in vain."""
+
+            async def run(erasure: Erasure) -> dict[str, int]:
+                started[name].set()
+                await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started.values())), 10)
+                if name == "instance_databases":
+                    raise RuntimeError("database server gone")
+                return await step(erasure)
+
+            return run
+
+        patched = [[(name, together(name, step)) for name, step in s] if s is stage else s for s in STAGES]
+        monkeypatch.setattr("tasks.erasure.saga.STAGES", patched)
+        with pytest.raises(RuntimeError, match="database server gone"):
+            await run_request(resources, request_id)
+        rows = await pool.fetch(
+            "SELECT step, finished_at IS NOT NULL AS finished, error FROM erasure_steps"
+            " WHERE request_id = $1",
+            request_id,
+        )
+        steps = {row["step"]: (row["finished"], row["error"]) for row in rows}
+        assert steps["stripe_customer"] == (True, None) and steps["backup_objects"] == (True, None)
+        assert steps["instance_databases"] == (False, "RuntimeError") and "rows" not in steps
+        assert await objects_under(resources, customer.instance_ids[0]) == 0
+        assert await database_exists(pool, customer.database_urls[0])
+
+        monkeypatch.setattr("tasks.erasure.saga.STAGES", STAGES)
+        assert await run_request(resources, request_id) == "done"
+        rows = await pool.fetch("SELECT step, attempts FROM erasure_steps WHERE request_id = $1", request_id)
+        attempts = {row["step"]: row["attempts"] for row in rows}
+        assert attempts["instance_databases"] == 2 and attempts["stripe_customer"] == 1
+        assert not await database_exists(pool, customer.database_urls[0])
     finally:
         await remove_databases(customer)
 

@@ -1,22 +1,24 @@
 """Run one erasure request through its steps, resuming after whatever was finished.
 
 A worker claims the request with a lease; the claim's attempt number fences it: before
-each step the request is re-read, and if another worker has claimed it since (this
-one's lease ran out) or it is no longer running, this one stops. Each step's start,
-attempts, error and counts are recorded in `erasure_steps`; a finished step is not run
-again. A failing step leaves the request `running` with the error, lease released,
-and raises: the broker retries with backoff, and the scheduler's sweep re-sends it if
-the message is lost. Only `delete_account`, after `verify` passed, marks it `done`.
+each stage (a step, or steps that run at once: see `STAGES`) the request is re-read, and
+if another worker has claimed it since (this one's lease ran out) or it is no longer
+running, this one stops. Each step's start, attempts, error and counts are recorded in
+`erasure_steps`; a finished step is not run again. A failing step leaves the request
+`running` with the error, lease released, and raises: the broker retries with backoff,
+and the scheduler's sweep re-sends it if the message is lost. Only `delete_account`,
+after `verify` passed, marks it `done`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from tasks.billing.stripe_calls import StripeGate
 from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, load_identity
-from tasks.erasure.steps import STEPS
+from tasks.erasure.steps import STAGES, Step
 from workers.jobs import describe_error
 from workers.logs import get_logger
 from workers.resources import Resources
@@ -68,8 +70,9 @@ async def run_request(resources: Resources, request_id: int) -> str:
             "SELECT step FROM erasure_steps WHERE request_id = $1 AND finished_at IS NOT NULL", request_id
         )
     }
-    for name, step in STEPS:
-        if name in finished:
+    for stage in STAGES:
+        remaining = [(name, step) for name, step in stage if name not in finished]
+        if not remaining:
             continue
         still_ours = await pool.fetchval(
             """UPDATE erasure_requests SET lease_until = now() + $3::interval
@@ -80,39 +83,51 @@ async def run_request(resources: Resources, request_id: int) -> str:
         )
         if not still_ours:
             return "superseded"
-        await pool.execute(
-            """
-            INSERT INTO erasure_steps (request_id, step, started_at, attempts) VALUES ($1, $2, now(), 1)
-            ON CONFLICT (request_id, step) DO UPDATE SET attempts = erasure_steps.attempts + 1, error = NULL
-            """,
-            request_id,
-            name,
+        # A step that fails does not stop its siblings: what they finish stays finished.
+        outcomes = await asyncio.gather(
+            *(_run_step(erasure, name, step) for name, step in remaining), return_exceptions=True
         )
-        try:
-            counts = await step(erasure)
-        except Exception as error:
-            message = describe_error(error)
-            await pool.execute(
-                "UPDATE erasure_steps SET error = $3 WHERE request_id = $1 AND step = $2",
-                request_id,
-                name,
-                message,
-            )
-            await pool.execute(
-                "UPDATE erasure_requests SET last_error = $2, lease_until = NULL WHERE id = $1",
-                request_id,
-                f"{name}: {message}",
-            )
-            log.warning("erasure step failed", request_id=request_id, step=name, error=message)
-            raise
-        if name != "delete_account":  # that step records itself, with the request's end
-            await pool.execute(
-                """UPDATE erasure_steps SET finished_at = now(), counts = $3, error = NULL
-                    WHERE request_id = $1 AND step = $2""",
-                request_id,
-                name,
-                counts,
-            )
-        await audit(pool, "system", f"erasure.step.{name}", request_id, {"counts": counts})
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
     log.info("erasure done", request_id=request_id)
     return "done"
+
+
+async def _run_step(erasure: Erasure, name: str, step: Step) -> None:
+    """Run one step, recording its start, attempts, and its error or its counts."""
+    pool, request_id = erasure.pool, erasure.request_id
+    await pool.execute(
+        """
+        INSERT INTO erasure_steps (request_id, step, started_at, attempts) VALUES ($1, $2, now(), 1)
+        ON CONFLICT (request_id, step) DO UPDATE SET attempts = erasure_steps.attempts + 1, error = NULL
+        """,
+        request_id,
+        name,
+    )
+    try:
+        counts = await step(erasure)
+    except Exception as error:
+        message = describe_error(error)
+        await pool.execute(
+            "UPDATE erasure_steps SET error = $3 WHERE request_id = $1 AND step = $2",
+            request_id,
+            name,
+            message,
+        )
+        await pool.execute(
+            "UPDATE erasure_requests SET last_error = $2, lease_until = NULL WHERE id = $1",
+            request_id,
+            f"{name}: {message}",
+        )
+        log.warning("erasure step failed", request_id=request_id, step=name, error=message)
+        raise
+    if name != "delete_account":  # that step records itself, with the request's end
+        await pool.execute(
+            """UPDATE erasure_steps SET finished_at = now(), counts = $3, error = NULL
+                WHERE request_id = $1 AND step = $2""",
+            request_id,
+            name,
+            counts,
+        )
+    await audit(pool, "system", f"erasure.step.{name}", request_id, {"counts": counts})

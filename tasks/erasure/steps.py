@@ -1,5 +1,5 @@
-"""The erasure steps, in order. Each is idempotent: run twice, or again after a crash
-half-way, it ends where running it once would, and returns what it deleted.
+"""The erasure steps, in order (`STAGES`). Each is idempotent: run twice, or again after a
+crash half-way, it ends where running it once would, and returns what it deleted.
 
 Order matters: the Stripe customer and the instance databases go while we still know
 where they are; backup objects are found by instance id (kept in the request); rows
@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import stripe
 
+from tasks.backups.run import CLAIM_LOCK
 from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
@@ -93,12 +94,16 @@ class BackupBeingWritten(JobError):
 async def backup_objects(erasure: Erasure) -> Counts:
     # A backup that had passed pg_dump when the databases were dropped may still be
     # uploading; deleting under it would let its object land after the deletion. New
-    # backups refuse the instances of a running erasure (tasks/backups/run.py).
-    writing = await erasure.pool.fetchval(
-        """SELECT count(*) FROM backups
-            WHERE instance_id = ANY($1::bigint[]) AND state = 'running' AND lease_until >= now()""",
-        erasure.instance_ids,
-    )
+    # backups refuse the instances of a running erasure (tasks/backups/run.py), checked
+    # under the claim lock: taking it here waits out a claim that looked before this
+    # erasure began, so its row is seen.
+    async with erasure.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
+        writing = await conn.fetchval(
+            """SELECT count(*) FROM backups
+                WHERE instance_id = ANY($1::bigint[]) AND state = 'running' AND lease_until >= now()""",
+            erasure.instance_ids,
+        )
     if writing:
         raise BackupBeingWritten(f"{writing} backup(s) of the account's instances being written; waiting")
     counts = {"objects": 0, "multipart_uploads": 0}
@@ -245,13 +250,21 @@ async def delete_account(erasure: Erasure) -> Counts:
     return {"accounts": rows_affected(result)}
 
 
-STEPS: list[tuple[str, Step]] = [
-    ("disable", disable),
-    ("stripe_customer", stripe_customer),
-    ("instance_databases", instance_databases),
-    ("backup_objects", backup_objects),
-    ("rows", rows),
-    ("verify", verify),
-    ("completion_email", completion_email),
-    ("delete_account", delete_account),
+# Stages run in order; the steps of one stage run at once. The Stripe customer, the
+# instance databases and the backup objects are three systems, and no one of those steps
+# needs another's result (`backup_objects` waits for a backup being written by itself):
+# an erasure waits for the slowest of the three rather than for their sum. `rows` deletes
+# the instance rows that `instance_databases` reads, so it comes after.
+STAGES: list[list[tuple[str, Step]]] = [
+    [("disable", disable)],
+    [
+        ("stripe_customer", stripe_customer),
+        ("instance_databases", instance_databases),
+        ("backup_objects", backup_objects),
+    ],
+    [("rows", rows)],
+    [("verify", verify)],
+    [("completion_email", completion_email)],
+    [("delete_account", delete_account)],
 ]
+STEPS = [step for stage in STAGES for step in stage]
