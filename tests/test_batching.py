@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 import pytest
@@ -38,6 +39,31 @@ async def test_a_failed_flush_fails_its_callers_and_the_next_batch_still_runs() 
     with pytest.raises(ConnectionError):
         await batcher.submit(1)
     assert await batcher.submit(2) == 2
+
+
+async def test_a_lingering_batcher_waits_for_a_full_batch_but_no_longer_than_its_linger() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int]:
+        batches.append(items)
+        return items
+
+    # Items that come one by one share a flush, which starts as soon as the batch is full.
+    batcher: Batcher[int, int] = Batcher(flush, max_batch=3, linger=60.0)
+    first = asyncio.ensure_future(batcher.submit(1))
+    for _ in range(5):
+        await asyncio.sleep(0)  # the drainer runs, and waits
+    assert batches == [] and not first.done()
+    rest = asyncio.gather(batcher.submit(2), batcher.submit(3))
+    await asyncio.wait_for(asyncio.gather(first, rest), 5)
+    assert first.result() == 1 and list(rest.result()) == [2, 3]
+    assert batches == [[1, 2, 3]]
+
+    # A lone item waits for the linger, then goes alone.
+    lone: Batcher[int, int] = Batcher(flush, max_batch=3, linger=0.05)
+    started = time.monotonic()
+    assert await lone.submit(4) == 4
+    assert time.monotonic() - started >= 0.05 and batches[-1] == [4]
 
 
 async def test_pooled_batches_that_follow_each_other_share_one_connection_then_give_it_back(
