@@ -34,7 +34,7 @@ from tests.erasure_scenario import (
     remove_databases,
 )
 from tests.http import answers, call, finished_job
-from tests.processes import bindery, bindery_env, run_bindery, wait_until
+from tests.processes import bindery, bindery_env, eventually, run_bindery, wait_until
 from workers.db import connect, drop_database, ensure_database
 from workers.devstack.servers import free_port
 from workers.resources import Resources
@@ -130,6 +130,23 @@ async def test_the_steps_of_a_stage_run_at_once_and_a_failing_one_leaves_its_sib
     try:
         request_id = await erase_now(resources, customer.account_id)
         started = {name: asyncio.Event() for name, _ in stage}
+        leased_meanwhile: list[bool] = []
+
+        async def failed_step_recorded() -> bool:
+            return bool(
+                await pool.fetchval(
+                    "SELECT error IS NOT NULL FROM erasure_steps WHERE request_id = $1 AND step = $2",
+                    request_id,
+                    "instance_databases",
+                )
+            )
+
+        async def lease_held() -> bool:
+            return bool(
+                await pool.fetchval(
+                    "SELECT lease_until IS NOT NULL FROM erasure_requests WHERE id = $1", request_id
+                )
+            )
 
         def together(name: str, step: Step) -> Step:
             """The step, once every step of its stage has started: run one after another,
@@ -140,6 +157,9 @@ async def test_the_steps_of_a_stage_run_at_once_and_a_failing_one_leaves_its_sib
                 await asyncio.wait_for(asyncio.gather(*(event.wait() for event in started.values())), 10)
                 if name == "instance_databases":
                     raise RuntimeError("database server gone")
+                if name == "backup_objects":  # still at work after its sibling failed
+                    await eventually(failed_step_recorded, 10, "the failure recorded")
+                    leased_meanwhile.append(await lease_held())
                 return await step(erasure)
 
             return run
@@ -156,6 +176,8 @@ async def test_the_steps_of_a_stage_run_at_once_and_a_failing_one_leaves_its_sib
         steps = {row["step"]: (row["finished"], row["error"]) for row in rows}
         assert steps["stripe_customer"] == (True, None) and steps["backup_objects"] == (True, None)
         assert steps["instance_databases"] == (False, "RuntimeError") and "rows" not in steps
+        # No other run could start while a sibling was at work; once all are done, one may.
+        assert leased_meanwhile == [True] and not await lease_held()
         assert await objects_under(resources, customer.instance_ids[0]) == 0
         assert await database_exists(pool, customer.database_urls[0])
 

@@ -5,8 +5,9 @@ each stage (a step, or steps that run at once: see `STAGES`) the request is re-r
 if another worker has claimed it since (this one's lease ran out) or it is no longer
 running, this one stops. Each step's start, attempts, error and counts are recorded in
 `erasure_steps`; a finished step is not run again. A failing step leaves the request
-`running` with the error, lease released, and raises: the broker retries with backoff,
-and the scheduler's sweep re-sends it if the message is lost. Only `delete_account`,
+`running` with the error, lease released once the steps beside it have finished, and
+raises: the broker retries with backoff, and the scheduler's sweep re-sends it if the
+message is lost. Only `delete_account`,
 after `verify` passed, marks it `done`.
 """
 
@@ -87,9 +88,12 @@ async def run_request(resources: Resources, request_id: int) -> str:
         outcomes = await asyncio.gather(
             *(_run_step(erasure, name, step) for name, step in remaining), return_exceptions=True
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            if all(isinstance(failure, Exception) for failure in failures):
+                # Released once the siblings are done too: no other run starts beside them.
+                await pool.execute("UPDATE erasure_requests SET lease_until = NULL WHERE id = $1", request_id)
+            raise failures[0]
     log.info("erasure done", request_id=request_id)
     return "done"
 
@@ -116,9 +120,7 @@ async def _run_step(erasure: Erasure, name: str, step: Step) -> None:
             message,
         )
         await pool.execute(
-            "UPDATE erasure_requests SET last_error = $2, lease_until = NULL WHERE id = $1",
-            request_id,
-            f"{name}: {message}",
+            "UPDATE erasure_requests SET last_error = $2 WHERE id = $1", request_id, f"{name}: {message}"
         )
         log.warning("erasure step failed", request_id=request_id, step=name, error=message)
         raise
