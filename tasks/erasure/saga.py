@@ -7,8 +7,7 @@ running, this one stops. Each step's start, attempts, error and counts are recor
 `erasure_steps`; a finished step is not run again. A failing step leaves the request
 `running` with the error, lease released once the steps beside it have finished, and
 raises: the broker retries with backoff, and the scheduler's sweep re-sends it if the
-message is lost. Only `delete_account`,
-after `verify` passed, marks it `done`.
+message is lost. Only `delete_account`, after `verify` passed, marks it `done`.
 """
 
 from __future__ import annotations
