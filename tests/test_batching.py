@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from workers.batching import Batcher, PooledBatcher
-from workers.db import Connection
+from workers.db import Connection, create_pool
 
 
 async def test_concurrent_items_share_flushes_and_get_their_own_results() -> None:
@@ -115,3 +115,28 @@ async def test_pooled_batches_fail_their_callers_when_no_connection_can_be_had()
             await asyncio.wait_for(batcher.submit(1), timeout=10)
     finally:
         await unreachable.close()
+
+
+async def test_custom_plans_hold_while_the_batcher_has_the_connection_and_not_after(
+    database_url: str,
+) -> None:
+    pool = await create_pool(database_url, max_size=1)  # the batcher's connection is the next caller's
+    try:
+
+        async def flush(conn: Connection, items: list[int]) -> list[str]:
+            return [await conn.fetchval("SHOW plan_cache_mode")] * len(items)
+
+        batcher: PooledBatcher[int, str] = PooledBatcher(pool, flush, custom_plans=True)
+        assert set(await asyncio.gather(*(batcher.submit(i) for i in range(5)))) == {"force_custom_plan"}
+        assert await pool.fetchval("SHOW plan_cache_mode") == "auto"
+
+        async def broken(conn: Connection, items: list[int]) -> list[str]:
+            await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            return ["unreachable"] * len(items)
+
+        failing: PooledBatcher[int, str] = PooledBatcher(pool, broken, custom_plans=True)
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await failing.submit(1)
+        assert await pool.fetchval("SHOW plan_cache_mode") == "auto"  # a new connection, as it was
+    finally:
+        await pool.close()

@@ -1,11 +1,11 @@
 """Audit records an actor writes on their own, grouped across a worker's threads.
 
 Each audit record written outside a transaction was a statement and a commit of its
-own: for `system.ping` that was as much of the database's work as the job's own two
-writes together. Records that arrive while the previous batch is being written go in
-one INSERT; each caller still waits until its record is committed. Records that must
-commit with other writes (an erasure request and its audit, say) are written inside
-that transaction instead, not through this.
+own: as much of the database's work as a job's own two writes together. Records that
+arrive while the previous batch is being written go in one INSERT; each caller still
+waits until its record is committed. Records that must commit with other writes (an
+erasure request and its audit, say) are written inside that transaction instead, and
+a job's record that it ran rides with its "done" mark (`Done` in workers/jobs.py).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from workers.db import Connection
 
@@ -111,6 +112,12 @@ class PooledBatcher(Batcher[T, R]):
     Parameters:
       pool: where the connection comes from.
       flush: `flush(connection, items) -> results`, as `Batcher`'s with the connection.
+      custom_plans: have Postgres plan each flush's statement for its own parameters
+        while the batcher holds the connection (reset before it goes back). Otherwise,
+        after five runs, Postgres may keep one plan made for any parameters and costed
+        on the table as it was then, until the next ANALYZE: made while `jobs` was nearly
+        empty, the "done" marks' plan read every unfinished job for each batch once a
+        backlog had grown.
     """
 
     def __init__(
@@ -119,10 +126,12 @@ class PooledBatcher(Batcher[T, R]):
         flush: Callable[[Connection, list[T]], Awaitable[Sequence[R]]],
         *,
         max_batch: int = 256,
+        custom_plans: bool = False,
     ):
         super().__init__(self._unreachable, max_batch=max_batch)
         self._pool = pool
         self._flush_on = flush
+        self._custom_plans = custom_plans
 
     async def _drain(self) -> None:
         while self._pending:
@@ -131,13 +140,26 @@ class PooledBatcher(Batcher[T, R]):
             except Exception as error:  # the database is away
                 _fail(self._next_batch(), error)
                 continue
-            flush = functools.partial(self._flush_on, connection)
             try:
+                if self._custom_plans:
+                    await connection.execute("SET plan_cache_mode = force_custom_plan")
+                flush = functools.partial(self._flush_on, connection)
                 while self._pending:
                     if not await self._run(self._next_batch(), flush):
                         break  # the connection may be what failed: the next batch takes another
+            except Exception as error:  # the SET failed: so would the batch
+                _fail(self._next_batch(), error)
             finally:
-                await self._pool.release(connection)  # nothing to do if it broke and was released
+                await self._give_back(connection)
+
+    async def _give_back(self, connection: PoolConnectionProxy) -> None:
+        if self._custom_plans:
+            try:
+                await connection.execute("RESET plan_cache_mode")
+            except Exception:  # broken (and maybe released already), or stuck: never reused as it is
+                with contextlib.suppress(Exception):
+                    connection.terminate()
+        await self._pool.release(connection)  # nothing to do if it broke and was released
 
     async def _unreachable(self, items: list[T]) -> Sequence[R]:
         raise AssertionError("a PooledBatcher flushes through its _drain")

@@ -27,9 +27,10 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool reset: nothing beyond asyncpg's own (which still rolls back an open transaction).
 
     The default reset sends `RESET ALL; UNLISTEN *; …` on every release, one more round
-    trip per statement run through the pool. bindery never changes session state on a
-    pooled connection (no SET, LISTEN or session advisory lock: the migration runner's
-    lock is on its own connection), so there is nothing to reset.
+    trip per statement run through the pool. bindery leaves no session state on a pooled
+    connection (no LISTEN or session advisory lock: the migration runner's lock is on its
+    own connection; the one SET, a batcher's `custom_plans`, is reset by the batcher
+    before the connection goes back), so there is nothing to reset.
     """
 
 
