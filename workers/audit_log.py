@@ -32,6 +32,18 @@ class AuditRecord:
     details: dict[str, Any] | None = None
 
 
+def as_columns(records: Sequence[AuditRecord]) -> list[list[Any]]:
+    """The records as the arrays an `unnest` of (actor, action, subject_type, subject_id,
+    details) takes: text, text, text, text, jsonb."""
+    return [
+        [r.actor for r in records],
+        [r.action for r in records],
+        [r.subject_type for r in records],
+        [r.subject_id for r in records],
+        [r.details or {} for r in records],
+    ]
+
+
 class AuditLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._records: PooledBatcher[AuditRecord, datetime] = PooledBatcher(pool, self._write_batch)
@@ -48,10 +60,6 @@ class AuditLog:
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
             RETURNING at
             """,
-            [r.actor for r in records],
-            [r.action for r in records],
-            [r.subject_type for r in records],
-            [r.subject_id for r in records],
-            [r.details or {} for r in records],
+            *as_columns(records),
         )
         return [at] * len(records)

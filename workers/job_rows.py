@@ -16,7 +16,7 @@ from uuid import UUID
 
 import asyncpg
 
-from workers.audit_log import AuditRecord
+from workers.audit_log import AuditRecord, as_columns
 from workers.batching import PooledBatcher
 from workers.db import Connection
 
@@ -90,16 +90,12 @@ class JobRows:
     async def _finish_batch(self, conn: Connection, items: list[_Finish]) -> Sequence[None]:
         # A job twice in one batch (a duplicate message) is marked once, its records written once.
         done = list({item.job_id: item for item in items}.values())
-        records = [(item.job_id, record) for item in done for record in item.audit]
+        audited = [(item.job_id, record) for item in done for record in item.audit]
         await conn.execute(
             FINISH,
             [item.job_id for item in done],
             [item.result for item in done],
-            [job_id for job_id, _ in records],
-            [record.actor for _, record in records],
-            [record.action for _, record in records],
-            [record.subject_type for _, record in records],
-            [record.subject_id for _, record in records],
-            [record.details or {} for _, record in records],
+            [job_id for job_id, _ in audited],
+            *as_columns([record for _, record in audited]),
         )
         return [None] * len(items)

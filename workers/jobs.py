@@ -162,7 +162,5 @@ async def run_job(
         if final:
             return
         raise
-    if isinstance(outcome, Done):
-        await resources.job_rows.finish(job_id, outcome.result, outcome.audit)
-    else:
-        await resources.job_rows.finish(job_id, outcome or {})
+    done = outcome if isinstance(outcome, Done) else Done(outcome or {})
+    await resources.job_rows.finish(job_id, done.result, done.audit)
