@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import dramatiq
+import pytest
 import redis
 from dramatiq.brokers.redis import RedisBroker
 
@@ -52,3 +53,44 @@ async def test_a_real_worker_consumes_every_batched_message_once(redis_client: r
         {f"record-{i}" for i in range(300)} | {f"record_mail-{i}" for i in range(50)}
     )
     assert redis_client.hlen("enqueue-test:default.msgs") == 0
+
+
+async def test_stored_messages_are_what_dramatiq_itself_would_store(redis_client: redis.Redis) -> None:
+    broker, _, _ = _broker_with_recorder()
+    messages = _messages(3, "record", "default") + _messages(2, "record_mail", "mail")
+    enqueue_many(broker, messages[:2])
+    enqueuer = AsyncRedisEnqueuer(broker)
+    await enqueuer.enqueue_many(messages[2:])
+    await enqueuer.close()
+    stored = {
+        **redis_client.hgetall("enqueue-test:default.msgs"),
+        **redis_client.hgetall("enqueue-test:mail.msgs"),
+    }
+    queued = redis_client.lrange("enqueue-test:default", 0, -1) + redis_client.lrange(
+        "enqueue-test:mail", 0, -1
+    )
+    assert sorted(queued) == sorted(stored)
+    by_id = {message.message_id: message for message in messages}
+    for redis_id, data in stored.items():
+        decoded = dramatiq.Message.decode(data)
+        as_dramatiq = by_id[decoded.message_id].copy(options={"redis_message_id": redis_id.decode()})
+        assert data == as_dramatiq.encode()  # byte for byte, with Dramatiq's own encoder
+    assert len({m.options["redis_message_id"] for m in map(dramatiq.Message.decode, stored.values())}) == 5
+
+
+async def test_a_refused_transaction_raises_and_the_next_batch_goes_through(
+    redis_client: redis.Redis,
+) -> None:
+    broker, _, _ = _broker_with_recorder()
+    redis_client.set("enqueue-test:default", "not a list")  # RPUSH fails inside EXEC
+    enqueuer = AsyncRedisEnqueuer(broker)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        enqueue_many(broker, _messages(2, "record", "default"))
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        await enqueuer.enqueue_many(_messages(2, "record", "default"))
+    redis_client.delete("enqueue-test:default", "enqueue-test:default.msgs")
+    enqueue_many(broker, _messages(2, "record", "default"))
+    await enqueuer.enqueue_many(_messages(3, "record", "default"))
+    await enqueuer.close()
+    assert redis_client.llen("enqueue-test:default") == 5
+    assert redis_client.hlen("enqueue-test:default.msgs") == 5

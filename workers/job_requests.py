@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 import dramatiq
 
+from workers.db import Connection
 from workers.enqueue import enqueue_many, new_messages
 from workers.ids import uuid4_batch
 from workers.jobs import JOBS
@@ -46,7 +47,7 @@ class IdempotencyConflict(Exception):
 
 
 async def insert_submissions(
-    conn: asyncpg.Connection | asyncpg.Pool, submissions: list[Submission]
+    conn: Connection | asyncpg.Pool, submissions: list[Submission]
 ) -> list[Accepted | IdempotencyConflict]:
     """Insert a batch of job requests in one statement; replays of a key return the first job."""
     ids = uuid4_batch(len(submissions))

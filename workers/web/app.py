@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 import tasks  # noqa: F401  (fills the job registry the API serves)
 from workers import broker as broker_module
-from workers.batching import Batcher
+from workers.batching import PooledBatcher
 from workers.db import create_pool
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.gc_pauses import freeze_startup_objects
@@ -129,8 +129,8 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
             pool=pool,
             broker=the_broker,
             verifier=TokenVerifier(pool, cache_seconds=settings.api_token_cache_seconds),
-            submissions=Batcher(lambda batch: flush_submissions(state, batch)),
-            stripe_inbox=Batcher(lambda batch: flush_events(state, batch)),
+            submissions=PooledBatcher(pool, lambda conn, batch: flush_submissions(state, conn, batch)),
+            stripe_inbox=PooledBatcher(pool, lambda conn, batch: flush_events(state, conn, batch)),
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="broker"),
             enqueuer=AsyncRedisEnqueuer(the_broker) if isinstance(the_broker, RedisBroker) else None,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -11,6 +12,7 @@ from aiohttp import web
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from workers.db import Connection
 from workers.job_requests import (
     Accepted,
     IdempotencyConflict,
@@ -100,12 +102,19 @@ async def submit_job(request: web.Request) -> web.Response:
     )
     if isinstance(outcome, IdempotencyConflict):
         return json_error(409, "idempotency_conflict", str(outcome))
-    JOBS_ACCEPTED.labels(job=name, replay=str(not outcome.created).lower()).inc()
+    _accepted(name, outcome.created).inc()
     return web.json_response(
         {"job_id": str(outcome.job_id), "status": outcome.status},
         status=202,
         headers={"Location": f"/jobs/{outcome.job_id}"},
     )
+
+
+@functools.cache
+def _accepted(name: str, created: bool) -> Any:
+    """The counter of one job and outcome, looked up once (`labels()` validates and locks
+    on every call). Names come from the job registry, so the cache stays small."""
+    return JOBS_ACCEPTED.labels(job=name, replay=str(not created).lower())
 
 
 async def job_status(request: web.Request) -> web.Response:
@@ -139,9 +148,11 @@ async def job_status(request: web.Request) -> web.Response:
     )
 
 
-async def flush_submissions(state: WebState, batch: list[Submission]) -> list[Accepted | IdempotencyConflict]:
+async def flush_submissions(
+    state: WebState, conn: Connection, batch: list[Submission]
+) -> list[Accepted | IdempotencyConflict]:
     """One INSERT for the batch; then, after commit, send the new jobs' messages."""
-    results = await insert_submissions(state.pool, batch)
+    results = await insert_submissions(conn, batch)
     created = [
         (submission.name, result.job_id)
         for submission, result in zip(batch, results, strict=True)

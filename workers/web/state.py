@@ -12,7 +12,7 @@ import dramatiq
 from aiohttp import web
 
 from tasks.billing.inbox import IncomingEvent
-from workers.batching import Batcher
+from workers.batching import PooledBatcher
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.job_requests import Accepted, IdempotencyConflict, Submission
 from workers.settings import Settings
@@ -25,8 +25,8 @@ class WebState:
     pool: asyncpg.Pool
     broker: dramatiq.Broker
     verifier: TokenVerifier
-    submissions: Batcher[Submission, Accepted | IdempotencyConflict]
-    stripe_inbox: Batcher[IncomingEvent, bool]
+    submissions: PooledBatcher[Submission, Accepted | IdempotencyConflict]
+    stripe_inbox: PooledBatcher[IncomingEvent, bool]
     # Broker clients block; they run here, off the event loop.
     executor: ThreadPoolExecutor
     # Redis broker: messages go out on the event loop; others use the executor.

@@ -15,6 +15,7 @@ from aiohttp import web
 from tasks.billing.actors import event_messages
 from tasks.billing.inbox import IncomingEvent, MalformedEvent, parse_event, store_events
 from tasks.billing.signature import SignatureError, verify_signature
+from workers.db import Connection
 from workers.web.errors import json_error
 from workers.web.sending import send_after_commit
 from workers.web.state import STATE, WebState
@@ -41,9 +42,9 @@ _STORED = json.dumps({"received": True, "duplicate": False}).encode()
 _REPLAYED = json.dumps({"received": True, "duplicate": True}).encode()
 
 
-async def flush_events(state: WebState, batch: list[IncomingEvent]) -> list[bool]:
+async def flush_events(state: WebState, conn: Connection, batch: list[IncomingEvent]) -> list[bool]:
     """One INSERT for the batch; after commit, one processing message per new event."""
-    new = await store_events(state.pool, batch)
+    new = await store_events(conn, batch)
     fresh = [event.id for event, is_new in zip(batch, new, strict=True) if is_new]
     if fresh:
         send_after_commit(state, event_messages(fresh))
