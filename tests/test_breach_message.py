@@ -3,12 +3,15 @@ headers safe, one Message-ID per (campaign, account)."""
 
 from __future__ import annotations
 
+import binascii
 from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tasks.breach.message import Prepared, Recipient, message_id
+from tasks.breach.message import Prepared, Recipient, _quoted_printable, message_id
 from tasks.breach.notice import Notice, NoticeError, from_files, from_incident
 
 DATA = Path(__file__).parent / "data"
@@ -136,3 +139,27 @@ def test_notices_from_files(tmp_path: Path) -> None:
     assert (notice.subject_fr, notice.body_en) == ("Sujet", "Hi")
     with pytest.raises(NoticeError, match="cannot read the English body"):
         from_files(files["sfr"], files["sen"], files["bfr"], tmp_path / "missing")
+
+
+LONG_NOTICE = Notice(
+    subject_fr="Sécurité",
+    subject_en="Security",
+    body_fr="Bonjour ${name},\n\n" + "é" * 90 + " ${first_name}\n  espaces   \n\n$$5 ${business_name}",
+    body_en="Dear ${name}!\n\n" + "x" * 200 + "\n\n<b>${last_name}</b> & co\n\n\n\nend ${privacy_contact}  ",
+)
+_PIECES = st.sampled_from(["a", "é", " ", "<", "&", "=", ".", "\t", "\r\n", "\n", "ж", "😀", "x" * 70])
+_NAME = st.none() | st.lists(_PIECES, max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=_NAME, last=_NAME, business=_NAME)
+def test_parts_are_encoded_exactly_as_quoted_printable_of_the_whole_text(
+    first: str | None, last: str | None, business: str | None
+) -> None:
+    """Lines shared by every recipient are encoded once per campaign; the result must be
+    byte for byte what encoding each whole part gives, long lines' soft breaks included."""
+    prepared = Prepared(7, LONG_NOTICE, sender=SENDER, privacy_contact="privacy@bindery.example")
+    assert prepared.known_lines  # the shared lines were found
+    for part in prepared.texts(Recipient(1, "a@exemple.fr", first, last, business)):
+        whole = binascii.b2a_qp(part.replace("\n", "\r\n").encode(), istext=True, header=False)
+        assert _quoted_printable(part, prepared.known_lines) == whole
