@@ -3,6 +3,9 @@ whole path — Postgres rows, the broker, `bindery worker` (1 process, 4 lanes, 
 connections), the shared rate limit — into the SMTP sink, in emails per second, against a
 raw aiosmtplib blast of the same messages, prepared beforehand, over the same number of
 connections into the same sink in the same run. Then: nobody missing, nobody twice.
+
+`BENCH_BREACH_CONNECTIONS` (default 4, the `SMTP_CONNECTIONS` default) sets the number of
+connections, lanes and worker threads on bindery's side and of connections in the blast.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from workers.devstack.servers import free_port, running
 from workers.settings import load_settings
 
 RECIPIENTS = int(os.environ.get("BENCH_BREACH_RECIPIENTS", "100000"))
-CONNECTIONS = 4
+CONNECTIONS = int(os.environ.get("BENCH_BREACH_CONNECTIONS", "4"))
 INCIDENT = Path(__file__).parent.parent / "tests" / "data" / "incident.toml"
 
 
