@@ -11,7 +11,12 @@ import pytest
 
 from tests.http import answers, call
 from tests.processes import BINDERY, bindery_env, run_bindery, wait_until
-from workers.devstack.servers import free_port
+from workers.devstack import seaweedfs
+from workers.devstack.servers import free_port, free_port_block
+
+# Beside SeaweedFS's ports: the SMTP sink, the Stripe stand-in and localstripe behind it
+# (the stack puts it at the Stripe port + 1), the web role.
+SMTP, STRIPE, WEB = 20, 21, 23
 
 
 def _alive(pid: int) -> bool:
@@ -41,7 +46,12 @@ def _all_descendants(root: int) -> set[int]:
 
 @pytest.mark.slow
 def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str, tmp_path: Path) -> None:
-    s3, smtp, stripe, web = (free_port() for _ in range(4))
+    # One block below the kernel's range of ephemeral ports: a port drawn from that range
+    # may be taken as the source port of any outgoing connection (SeaweedFS's own, when
+    # it starts) before the server meant for it binds, and localstripe's port is chosen
+    # by the stack, not checked free here. That happened: localstripe failed to bind.
+    s3 = free_port_block((*seaweedfs.PORT_OFFSETS, SMTP, STRIPE, STRIPE + 1, WEB))
+    smtp, stripe, web = s3 + SMTP, s3 + STRIPE, s3 + WEB
     env = bindery_env(
         BINDERY_DEV_DIR=str(tmp_path / "dev"),
         PORT=str(web),
