@@ -129,16 +129,14 @@ class Prepared:
         # What every recipient's message shares: rendered once with a mark in place of
         # each recipient's value (Postgres text never holds NUL), whatever is without the
         # mark is the same for all and encoded here once.
-        self.known_html: dict[str, str] = {}
-        self.known_lines: dict[str, bytes] = {}
-        marked = self._filled(Recipient(0, "", _MARK, _MARK, _MARK))
+        marked = Recipient(0, "", _MARK, _MARK, _MARK)
         self.known_html = {
             paragraph: _paragraph_html(paragraph)
-            for language in ("fr", "en")
-            for paragraph in _paragraphs(marked[language])
+            for filled in self._filled(marked).values()
+            for paragraph in _paragraphs(filled)
             if _MARK not in paragraph
         }
-        text, page = self.texts(Recipient(0, "", _MARK, _MARK, _MARK))
+        text, page = self.texts(marked)  # uses known_html: the shared paragraphs as they are sent
         self.known_lines = {
             line: _quoted_printable_line(line) for line in (text + page).split("\n") if _MARK not in line
         }
