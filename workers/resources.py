@@ -112,6 +112,11 @@ class ResourcesMiddleware(dramatiq.Middleware):
     Before, not after: dramatiq starts consuming before it calls `after_worker_boot`, so a
     message already waiting would reach an actor with nothing open.
 
+    Closed after, not before, the worker shuts down: Dramatiq lets each worker thread
+    finish the message it holds (a deploy's SIGTERM is not a crash), and those jobs
+    still need the pool to record their outcome. Closed before, they failed with "pool
+    is closing" and were retried, some after running once already.
+
     The pool is no larger than the worker's thread count: each thread runs one actor
     at a time, so more connections would sit idle on the database.
     """
@@ -128,7 +133,8 @@ class ResourcesMiddleware(dramatiq.Middleware):
         )
         freeze_startup_objects()  # the process's imports and resources live as long as it does
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: Any) -> None:
+        # Runs before AsyncIO's own, which stops the event loop: after hooks go in reverse.
         global _current
         loop_thread = get_event_loop_thread()
         if _current is not None and loop_thread is not None:

@@ -1,0 +1,62 @@
+"""`bindery worker` stopped with SIGTERM (a deploy, a scale-down) in the middle of its jobs.
+
+A graceful stop is not a crash: the jobs already running finish and their outcome is
+recorded before the process lets go of its database pool, and the messages not started
+go back to the broker. So nothing is left for the reconciler, and nothing runs twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis
+
+from tests.faults.pings import Pings, web_with_pings
+from tests.processes import bindery, eventually
+
+JOBS, THREADS = 1000, 2
+
+
+async def test_jobs_running_at_a_graceful_stop_finish_once(
+    own_jobs_database: tuple[asyncpg.Pool, dict[str, str]],
+    redis_client: redis.Redis,
+    tmp_path: Path,
+    record_property: Any,
+) -> None:
+    pool, env = own_jobs_database
+
+    def worker(name: str) -> Any:
+        argv = ("worker", "--processes", "1", "--threads", str(THREADS))
+        return bindery(*argv, log=tmp_path / f"{name}.log", env=env)
+
+    async with web_with_pings(env, tmp_path, JOBS) as web:
+        pings = Pings(pool, web.job_ids)
+        with worker("worker-1") as first:
+            await eventually(pings.some_done, 60, "some jobs done")
+            # To the main process, which passes it on to its workers once, as a supervisor
+            # stopping one service does (systemd with KillMode=mixed). Sent to the whole
+            # group, each worker gets it twice, and Dramatiq takes the second as "kill now".
+            os.kill(first.pid, signal.SIGTERM)
+            assert first.wait(30) == 0
+        stop_log = (tmp_path / "worker-1.log").read_text()
+        assert "Failed to process message" not in stop_log, "a job failed because the worker was stopping"
+        stopped_with = await pings.done()
+        assert stopped_with < JOBS, "the worker finished before the stop: the test proves nothing"
+        left = await pool.fetch(
+            "SELECT status, error FROM jobs"
+            " WHERE id = ANY($1::uuid[]) AND (status = 'running' OR error IS NOT NULL)",
+            web.job_ids,
+        )
+        assert left == [], "jobs the stopped worker left running or failed"
+        assert await pings.runs() == stopped_with
+        # No reconciler, no waiting for a lease: the next worker takes the rest from the broker.
+        with worker("worker-2"):
+            await eventually(pings.all_done, 90, "every job done")
+    record_property("lost", JOBS - await pings.done())
+    record_property("duplicated", await pings.runs() - JOBS)
+    assert await pings.runs() == JOBS
+    assert await pool.fetchval("SELECT max(attempts) FROM jobs WHERE id = ANY($1::uuid[])", web.job_ids) == 1
