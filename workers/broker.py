@@ -19,6 +19,7 @@ from workers.queues import QUEUES
 from workers.resources import ResourcesMiddleware
 from workers.scheduled_runs import ScheduledRunMiddleware
 from workers.settings import Settings, load_settings
+from workers.stop_signal import OneStopPerSignal
 
 
 def build_broker(settings: Settings, *, with_metrics: bool = False) -> dramatiq.Broker:
@@ -32,6 +33,7 @@ def build_broker(settings: Settings, *, with_metrics: bool = False) -> dramatiq.
     broker.add_middleware(AsyncIO())
     broker.add_middleware(ResourcesMiddleware(settings))
     broker.add_middleware(ScheduledRunMiddleware())
+    broker.add_middleware(OneStopPerSignal())
     if with_metrics:
         # Imported late: it reads its port and directory from the environment at import.
         from dramatiq.middleware.prometheus import Prometheus
