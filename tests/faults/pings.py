@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import Popen
 
 import asyncpg
 
@@ -41,6 +42,11 @@ async def web_with_pings(env: dict[str, str], logs: Path, count: int) -> AsyncIt
             assert status == 202
             web.job_ids.append(body["job_id"])
         yield web
+
+
+def ping_worker(env: dict[str, str], log: Path, threads: int) -> AbstractContextManager[Popen[bytes]]:
+    """One `bindery worker` process with `threads` threads, logging to `log`."""
+    return bindery("worker", "--processes", "1", "--threads", str(threads), log=log, env=env)
 
 
 @dataclass(frozen=True)

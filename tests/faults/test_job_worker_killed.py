@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 import redis
 
-from tests.faults.pings import Pings, web_with_pings
-from tests.processes import bindery, eventually, run_bindery
+from tests.faults.pings import Pings, ping_worker, web_with_pings
+from tests.processes import eventually, run_bindery
 
 JOBS, THREADS = 1000, 2
 
@@ -31,20 +31,16 @@ async def test_every_job_completes_after_its_worker_was_killed(
 ) -> None:
     pool, env = own_jobs_database
 
-    def worker(name: str) -> Any:
-        argv = ("worker", "--processes", "1", "--threads", str(THREADS))
-        return bindery(*argv, log=tmp_path / f"{name}.log", env=env)
-
     async with web_with_pings(env, tmp_path, JOBS) as web:
         pings = Pings(pool, web.job_ids)
-        with worker("worker-1") as first:
+        with ping_worker(env, tmp_path / "worker-1.log", THREADS) as first:
             await eventually(pings.some_done, 60, "some jobs done")
             os.killpg(first.pid, signal.SIGKILL)  # the fault
             first.wait(10)
         killed_at = time.monotonic()
         assert await pings.done() < JOBS, "the worker finished before the kill: the test proves nothing"
         await pings.age(180)  # past the reconciler's thresholds, as if three minutes went by
-        with worker("worker-2"):
+        with ping_worker(env, tmp_path / "worker-2.log", THREADS):
             assert run_bindery("scheduler", "run-now", "jobs.reconcile", env=env).returncode == 0
             await eventually(pings.all_done, 90, "every job done")
         recovered = time.monotonic() - killed_at

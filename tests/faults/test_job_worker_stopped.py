@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import redis
 
-from tests.faults.pings import Pings, web_with_pings
-from tests.processes import bindery, eventually
+from tests.faults.pings import Pings, ping_worker, web_with_pings
+from tests.processes import eventually
 
 JOBS, THREADS = 1000, 2
 
@@ -29,13 +29,9 @@ async def test_jobs_running_at_a_graceful_stop_finish_once(
 ) -> None:
     pool, env = own_jobs_database
 
-    def worker(name: str) -> Any:
-        argv = ("worker", "--processes", "1", "--threads", str(THREADS))
-        return bindery(*argv, log=tmp_path / f"{name}.log", env=env)
-
     async with web_with_pings(env, tmp_path, JOBS) as web:
         pings = Pings(pool, web.job_ids)
-        with worker("worker-1") as first:
+        with ping_worker(env, tmp_path / "worker-1.log", THREADS) as first:
             await eventually(pings.some_done, 60, "some jobs done")
             # To the whole group, as systemd's default does: each worker process gets it
             # directly and again from Dramatiq's main process (workers/stop_signal.py).
@@ -59,7 +55,7 @@ async def test_jobs_running_at_a_graceful_stop_finish_once(
         assert left == [], "jobs the stopped worker left running or failed"
         assert await pings.runs() == stopped_with
         # No reconciler, no waiting for a lease: the next worker takes the rest from the broker.
-        with worker("worker-2"):
+        with ping_worker(env, tmp_path / "worker-2.log", THREADS):
             await eventually(pings.all_done, 90, "every job done")
     record_property("lost", JOBS - await pings.done())
     record_property("duplicated", await pings.runs() - JOBS)
