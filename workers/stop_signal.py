@@ -25,8 +25,8 @@ SAME_STOP_SECONDS = 1.0
 
 
 class OneStopPerSignal(dramatiq.Middleware):
-    """In each worker process, drops a SIGTERM that follows the previous one by less than
-    `SAME_STOP_SECONDS`; any later one still reaches Dramatiq's handler."""
+    """In each worker process, drops a SIGTERM that comes less than `SAME_STOP_SECONDS`
+    after the last one let through; any later one still reaches Dramatiq's handler."""
 
     def after_process_boot(self, broker: dramatiq.Broker) -> None:
         # Dramatiq installs its handler before this hook, in the process's main thread.
@@ -38,7 +38,7 @@ class OneStopPerSignal(dramatiq.Middleware):
 
 
 def coalescing(handler: Any) -> Any:
-    """`handler`, called for the first of signals closer together than `SAME_STOP_SECONDS`."""
+    """`handler`, skipped for a signal less than `SAME_STOP_SECONDS` after the last it ran for."""
     last: float | None = None
 
     def handle(signum: int, frame: FrameType | None) -> Any:
