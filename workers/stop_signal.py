@@ -14,10 +14,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import dramatiq
+
+Handler = Callable[[int, FrameType | None], Any]
 
 # Copies of one stop arrive within milliseconds; an operator's deliberate second
 # SIGTERM ("now, please") comes later than this.
@@ -37,7 +40,7 @@ class OneStopPerSignal(dramatiq.Middleware):
             signal.signal(signal.SIGTERM, coalescing(dramatiq_handler))
 
 
-def coalescing(handler: Any) -> Any:
+def coalescing(handler: Handler) -> Handler:
     """`handler`, skipped for a signal less than `SAME_STOP_SECONDS` after the last it ran for."""
     last: float | None = None
 

@@ -31,14 +31,14 @@ async def test_jobs_running_at_a_graceful_stop_finish_once(
 
     async with web_with_pings(env, tmp_path, JOBS) as web:
         pings = Pings(pool, web.job_ids)
-        with ping_worker(env, tmp_path / "worker-1.log", THREADS) as first:
+        log = tmp_path / "worker-1.log"
+        with ping_worker(env, log, THREADS) as first:
             await eventually(pings.some_done, 60, "some jobs done")
             # To the whole group, as systemd's default does: each worker process gets it
             # directly and again from Dramatiq's main process (workers/stop_signal.py).
             # The two copies may come close enough to be taken as one by Python itself;
             # one more, once the first was handled, makes sure the test sees two.
             os.killpg(first.pid, signal.SIGTERM)
-            log = tmp_path / "worker-1.log"
             await eventually(lambda: "Stopping worker process" in log.read_text(), 10, "the stop begun")
             for child in Path(f"/proc/{first.pid}/task/{first.pid}/children").read_text().split():
                 os.kill(int(child), signal.SIGTERM)
