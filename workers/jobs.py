@@ -2,12 +2,14 @@
 
 A job is declared next to its domain with `@job(...)`: its name, the scope a token
 needs, a pydantic model of its arguments, and its queue. The broker message carries
-only the job's id; the actor loads the row, runs the plain async handler, and records
-the outcome on the row, so `GET /jobs/{id}` can say where it stands.
+only job ids (several of the same job when they were sent together: workers/queues.py);
+the actor loads each row, runs the plain async handler, and records the outcome on the
+row, so `GET /jobs/{id}` can say where it stands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -107,8 +109,9 @@ def job(
     queue_policy = policy(queue)
 
     def declare(handler: Handler) -> Handler:
-        async def run(job_id: str) -> None:
-            await run_job(current_resources(), UUID(job_id), handler, arguments, queue_policy.max_retries)
+        async def run(*job_ids: str) -> None:
+            ids = [UUID(job_id) for job_id in job_ids]
+            await run_jobs(current_resources(), ids, handler, arguments, queue_policy.max_retries)
 
         run.__name__ = name.replace(".", "_")
         actor = dramatiq.actor(actor_name=name, queue_name=queue, **queue_policy.actor_options())(run)
@@ -125,6 +128,28 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, JobError):
         return str(error)
     return type(error).__name__
+
+
+async def run_jobs(
+    resources: Resources,
+    job_ids: list[UUID],
+    handler: Handler,
+    arguments: type[BaseModel],
+    max_retries: int,
+) -> None:
+    """Run the jobs of one message side by side. One that is to be tried again fails the
+    message once the others have finished: Dramatiq retries it after its backoff, and the
+    retry runs only what is not finished yet (each job's own attempts decide when it fails)."""
+    if len(job_ids) == 1:
+        await run_job(resources, job_ids[0], handler, arguments, max_retries)
+        return
+    outcomes = await asyncio.gather(
+        *(run_job(resources, job_id, handler, arguments, max_retries) for job_id in job_ids),
+        return_exceptions=True,
+    )
+    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if errors:
+        raise errors[0]
 
 
 async def run_job(
