@@ -3,7 +3,7 @@ no-op Dramatiq actor run with the same processes and threads on the same Redis.
 
 `BENCH_JOBS` jobs, default 20,000 (5,000 until 2026-12-01: a run of about two seconds).
 Twice: as bindery sends jobs asked for together (several of the same job in a message,
-up to the queue's `jobs_per_message`), and then each job in a message of its own, as
+up to the queue's `ids_per_message`), and then each job in a message of its own, as
 when requests arrive one at a time — the figure before 2026-12-02.
 """
 
@@ -77,7 +77,7 @@ def run() -> list[Result]:
             grouped = asyncio.run(_submit_and_wait(database_url, one_per_message=False))
             single = asyncio.run(_submit_and_wait(database_url, one_per_message=True))
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
-    per_message = policy(REGISTERED["system.ping"].queue).jobs_per_message
+    per_message = policy(REGISTERED["system.ping"].queue).ids_per_message
     return [
         Result(
             f"jobs end to end ({JOBS}, {PROCESSES}p×{THREADS}t)",

@@ -19,10 +19,11 @@ import asyncpg
 import dramatiq
 
 from workers.db import Connection
-from workers.enqueue import Call, enqueue_many, new_messages
+from workers.enqueue import enqueue_many, new_messages
 from workers.ids import uuid4_batch
 from workers.jobs import JOBS
 from workers.queues import policy
+from workers.shared_messages import shared_calls
 
 Enqueue = Callable[[list[tuple[str, UUID]]], Awaitable[None]]
 
@@ -147,18 +148,13 @@ async def requeue_stale_jobs(
 
 
 def job_messages(jobs: list[tuple[str, UUID]]) -> list[dramatiq.Message[object]]:
-    """Messages carrying only job ids: jobs of the same name share one, up to their queue's
-    `jobs_per_message`, split evenly (20 pings make two messages of 10, not 16 and 4, so
-    that two worker threads share them alike)."""
+    """Messages carrying only job ids; jobs of the same name sent together share them."""
     ids_by_name: dict[str, list[str]] = {}
     for name, job_id in jobs:
         ids_by_name.setdefault(name, []).append(str(job_id))
-    calls: list[Call] = []
-    for name, ids in ids_by_name.items():
-        spec = JOBS[name]
-        count = -(-len(ids) // policy(spec.queue).jobs_per_message)  # messages, rounded up
-        calls += [(spec.actor, tuple(ids[i::count])) for i in range(count)]
-    return new_messages(calls)
+    return new_messages(
+        [call for name, ids in ids_by_name.items() for call in shared_calls(JOBS[name].actor, ids)]
+    )
 
 
 def send_jobs(jobs: list[tuple[str, UUID]]) -> None:

@@ -2,14 +2,13 @@
 
 A job is declared next to its domain with `@job(...)`: its name, the scope a token
 needs, a pydantic model of its arguments, and its queue. The broker message carries
-only job ids (several of the same job when they were sent together: workers/queues.py);
-the actor loads each row, runs the plain async handler, and records the outcome on the
-row, so `GET /jobs/{id}` can say where it stands.
+only job ids (several of the same job when they were sent together, see
+workers/shared_messages.py); the actor loads each row, runs the plain async handler,
+and records the outcome on the row, so `GET /jobs/{id}` can say where it stands.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -26,6 +25,7 @@ from workers.audit_log import AuditRecord
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
+from workers.shared_messages import run_each
 
 log = get_logger(__name__)
 
@@ -137,19 +137,9 @@ async def run_jobs(
     arguments: type[BaseModel],
     max_retries: int,
 ) -> None:
-    """Run the jobs of one message side by side. One that is to be tried again fails the
-    message once the others have finished: Dramatiq retries it after its backoff, and the
-    retry runs only what is not finished yet (each job's own attempts decide when it fails)."""
-    if len(job_ids) == 1:
-        await run_job(resources, job_ids[0], handler, arguments, max_retries)
-        return
-    outcomes = await asyncio.gather(
-        *(run_job(resources, job_id, handler, arguments, max_retries) for job_id in job_ids),
-        return_exceptions=True,
-    )
-    errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    if errors:
-        raise errors[0]
+    """Run the jobs of one message side by side (workers/shared_messages.py); a retry of the
+    message runs only those not finished, and each job's attempts decide when it fails."""
+    await run_each(run_job(resources, job_id, handler, arguments, max_retries) for job_id in job_ids)
 
 
 async def run_job(

@@ -3,11 +3,9 @@
 Retries are the broker's job (Dramatiq's Retries middleware, exponential backoff);
 an actor only raises. The time limits are generous ceilings, not targets.
 
-Job requests (`POST /jobs/{name}`) that are sent together share a message, up to
-`jobs_per_message` of the same job: Dramatiq's own cost per message (a thread hand-off,
-the acknowledgement, the loop round trip of an async actor) is then paid once for
-several short jobs, which run side by side in the worker's event loop. Queues of long
-jobs keep one job per message, so that a slow job never holds the others' acknowledgement.
+`ids_per_message`: how many row ids sent together may share one message
+(workers/shared_messages.py). Queues of long work keep one a message, so that a slow
+one never holds the others' acknowledgement.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ class QueuePolicy:
     max_retries: int
     min_backoff_s: float
     max_backoff_s: float
-    jobs_per_message: int = 1
+    ids_per_message: int = 1
 
     def actor_options(self) -> dict[str, Any]:
         return {
@@ -35,11 +33,11 @@ class QueuePolicy:
 
 QUEUES: dict[str, QueuePolicy] = {
     "default": QueuePolicy(
-        time_limit_s=60, max_retries=5, min_backoff_s=1, max_backoff_s=60, jobs_per_message=16
+        time_limit_s=60, max_retries=5, min_backoff_s=1, max_backoff_s=60, ids_per_message=16
     ),
     # Stripe answers in seconds; 429s are honoured inside the task, the rest retried here.
     "billing": QueuePolicy(
-        time_limit_s=120, max_retries=10, min_backoff_s=1, max_backoff_s=300, jobs_per_message=16
+        time_limit_s=120, max_retries=10, min_backoff_s=1, max_backoff_s=300, ids_per_message=16
     ),
     # One erasure step at a time; a failing step is retried for hours, never given up quickly.
     "erasure": QueuePolicy(time_limit_s=900, max_retries=20, min_backoff_s=5, max_backoff_s=900),

@@ -6,6 +6,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import dramatiq
 
 from tasks.billing.customers import push_account
@@ -19,16 +20,23 @@ from workers.jobs import JobArguments, RowId, job
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
+from workers.shared_messages import run_each, shared_calls
 
 log = get_logger(__name__)
 
 
 @dramatiq.actor(actor_name="billing.process_event", queue_name="billing", **policy("billing").actor_options())
-async def process_event(event_id: str) -> None:
-    """Apply one inbox event. Idempotent: a processed event is not claimed again, and an
-    older event than the object's newest changes nothing."""
+async def process_event(*event_ids: str) -> None:
+    """Apply inbox events, side by side when a message holds several
+    (workers/shared_messages.py). Idempotent: a processed event is not claimed again, and
+    an older event than the object's newest changes nothing."""
     resources = current_resources()
-    state = await apply_event(resources.pool, event_id, refetch=refetcher(resources))
+    refetch = refetcher(resources)
+    await run_each(_process_one(resources.pool, event_id, refetch) for event_id in event_ids)
+
+
+async def _process_one(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | None) -> None:
+    state = await apply_event(pool, event_id, refetch=refetch)
     # Each outcome is in the inbox (`bindery stripe events`); only a final failure is news.
     if state == "failed":
         log.warning("stripe event failed for good", event_id=event_id)
@@ -44,11 +52,12 @@ def refetcher(resources: Resources) -> Refetcher | None:
 
 
 def event_messages(event_ids: list[str]) -> list[dramatiq.Message[object]]:
-    return new_messages([(process_event, (event_id,)) for event_id in event_ids])
+    """Processing messages for stored events; events stored together share them."""
+    return new_messages(shared_calls(process_event, event_ids))
 
 
 async def send_events(event_ids: list[str]) -> None:
-    """One processing message per stored event, sent off the event loop."""
+    """The stored events' processing messages, sent off the event loop."""
     if event_ids:
         await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(event_ids))
 

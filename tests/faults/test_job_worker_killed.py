@@ -46,7 +46,7 @@ async def test_every_job_completes_after_its_worker_was_killed(
             await eventually(pings.all_done, 90, "every job done")
         recovered = time.monotonic() - killed_at
     runs = await pings.runs()
-    assert JOBS <= runs <= JOBS + THREADS * policy("default").jobs_per_message, runs
+    assert JOBS <= runs <= JOBS + THREADS * policy("default").ids_per_message, runs
     record_property("lost", JOBS - await pings.done())
     record_property("duplicated", runs - JOBS)
     record_property("recovery_s", round(recovered, 1))

@@ -1,16 +1,24 @@
-"""Jobs sent together share a broker message (`job_messages`); the jobs of one message
-run side by side, and a retry of the message runs only those not finished (`run_jobs`)."""
+"""Ids sent together share a broker message (workers/shared_messages.py): jobs
+(`job_messages`) and Stripe events (`event_messages`). The ids of one message run side by
+side, and a retry of the message runs only those not finished."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+import redis
 
 import tasks  # noqa: F401  (registers every job)
+from tasks.billing.actors import event_messages, send_events
+from tasks.billing.inbox import parse_event, store_events
+from tests.billing_events import event, new_id, subscription
+from tests.processes import bindery, eventually
 from workers.job_requests import job_messages
 from workers.jobs import JobArguments, JobError, run_jobs
 from workers.resources import Resources
@@ -97,3 +105,36 @@ async def test_a_job_out_of_retries_fails_alone_and_the_message_succeeds(pool: a
     await run_jobs(resources, job_ids, second_breaks, Numbered, max_retries=0)  # does not raise
     rows = [await pool.fetchrow("SELECT status FROM jobs WHERE id = $1", j) for j in job_ids]
     assert [r["status"] for r in rows] == ["done", "failed", "done", "done"]
+
+
+def test_events_stored_together_share_messages_split_evenly() -> None:
+    event_ids = [new_id("evt") for _ in range(33)]
+    messages = event_messages(event_ids)
+    assert sorted(len(message.args) for message in messages) == [11, 11, 11]
+    assert Counter(i for message in messages for i in message.args) == Counter(event_ids)
+    assert [len(message.args) for message in event_messages(event_ids[:1])] == [1]
+
+
+async def test_a_worker_applies_every_event_of_a_shared_message(
+    pool: asyncpg.Pool, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    subs = [new_id("sub") for _ in range(20)]
+    items = [
+        event("customer.subscription.created", subscription(sub, new_id("cus"), "active")) for sub in subs
+    ]
+    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
+    await send_events([item["id"] for item in items])
+    assert redis_client.llen("bindery:billing") == 2  # 20 events, at most 16 a message
+
+    async def all_done() -> bool:
+        states = await pool.fetch(
+            "SELECT state FROM stripe_events WHERE id = ANY($1)", [i["id"] for i in items]
+        )
+        return [row["state"] for row in states] == ["done"] * len(items)
+
+    with bindery(
+        "worker", "--processes", "1", "--threads", "1", "--queues", "billing", log=tmp_path / "w.log"
+    ):
+        await eventually(all_done, 30, "every event applied")
+    rows = await pool.fetch("SELECT id, status FROM subscriptions WHERE id = ANY($1)", subs)
+    assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(subs, "active")
