@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.billing.inbox import parse_event, store_events
-from tasks.billing.processing import MAX_ATTEMPTS, process_event, stale_events
+from tasks.billing.processing import MAX_ATTEMPTS, process_event, process_events, stale_events
 from tasks.system import prune_records
 from tests.billing_events import deliver, event, new_account, new_id, subscription
 from tests.processes import run_bindery
@@ -221,3 +221,88 @@ async def test_a_deleted_customers_payload_is_not_kept(pool: asyncpg.Pool) -> No
         "SELECT state, payload, object_id FROM stripe_events WHERE id = $1", deleted["id"]
     )
     assert (row["state"], row["payload"], row["object_id"]) == ("done", None, None)
+
+
+async def _stored(pool: asyncpg.Pool, *items: dict[str, object]) -> list[str]:
+    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
+    return [str(item["id"]) for item in items]
+
+
+async def test_a_message_s_events_apply_in_one_transaction_and_the_newest_state_wins(
+    pool: asyncpg.Pool,
+) -> None:
+    sub, customer = new_id("sub"), new_id("cus")
+    older = event(
+        "customer.subscription.updated", subscription(sub, customer, "trialing"), created=1_700_000_000
+    )
+    newer = event(
+        "customer.subscription.updated", subscription(sub, customer, "active"), created=1_700_000_100
+    )
+    others = [
+        event("customer.subscription.created", subscription(new_id("sub"), customer, "active"))
+        for _ in range(3)
+    ]
+    ids = await _stored(pool, newer, *others, older)  # the newer one first, as Stripe may deliver
+
+    states = await process_events(pool, ids)
+    assert states == {newer["id"]: "done", older["id"]: "done", **{o["id"]: "done" for o in others}}
+    assert await pool.fetchval("SELECT status FROM subscriptions WHERE id = $1", sub) == "active"
+    assert (
+        await pool.fetchval("SELECT last_event_id FROM stripe_objects WHERE object_id = $1", sub)
+        == newer["id"]
+    )
+    # One transaction wrote every row: they carry the same transaction id.
+    subs = [sub] + [o["data"]["object"]["id"] for o in others]
+    writers = await pool.fetch("SELECT xmin::text FROM subscriptions WHERE id = ANY($1)", subs)
+    assert len({row["xmin"] for row in writers}) == 1
+    assert await process_events(pool, ids) == {}  # all done: nothing is claimed again
+
+
+async def test_one_bad_event_in_a_message_holds_back_no_other_and_alone_is_retried(
+    pool: asyncpg.Pool,
+) -> None:
+    invoice = {"id": new_id("in"), "object": "invoice", "customer": "cus_x", "currency": "EURO", "created": 1}
+    broken = event("invoice.paid", invoice)  # a currency code of four letters: refused by the schema
+    # In object order the customer ("cus_…") is applied before the invoice ("in_…") and
+    # the subscriptions ("sub_…") after it: the shared transaction fails half-way.
+    good = [
+        event("customer.subscription.created", subscription(new_id("sub"), "cus_y", "active"))
+        for _ in range(3)
+    ]
+    good.append(event("customer.created", {"id": new_id("cus"), "object": "customer", "metadata": {}}))
+    ids = await _stored(pool, *good, broken)
+
+    with pytest.raises(asyncpg.CheckViolationError):
+        await process_events(pool, ids)
+    rows = {
+        r["id"]: r
+        for r in await pool.fetch(
+            "SELECT id, state, attempts, last_error FROM stripe_events WHERE id = ANY($1)", ids
+        )
+    }
+    assert {(rows[g["id"]]["state"], rows[g["id"]]["attempts"]) for g in good} == {("done", 1)}
+    assert (rows[broken["id"]]["state"], rows[broken["id"]]["attempts"]) == ("received", 1)
+    assert rows[broken["id"]]["last_error"] == "CheckViolationError"
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM subscriptions WHERE id = ANY($1)",
+            [g["data"]["object"]["id"] for g in good[:3]],
+        )
+        == 3
+    )
+
+    # Rolled back, then applied one by one: each in a transaction of its own.
+    writers = await pool.fetch(
+        "SELECT xmin::text FROM subscriptions WHERE id = ANY($1)",
+        [g["data"]["object"]["id"] for g in good[:3]],
+    )
+    assert len({row["xmin"] for row in writers}) == 3
+
+    # Dramatiq's retry of the message: only the broken event is claimed again.
+    with pytest.raises(asyncpg.CheckViolationError):
+        await process_events(pool, ids)
+    attempts = {
+        r["id"]: r["attempts"]
+        for r in await pool.fetch("SELECT id, attempts FROM stripe_events WHERE id = ANY($1)", ids)
+    }
+    assert attempts == {**{g["id"]: 1 for g in good}, broken["id"]: 2}

@@ -6,12 +6,10 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import dramatiq
 
 from tasks.billing.customers import push_account
-from tasks.billing.processing import process_event as apply_event
-from tasks.billing.processing import stale_events
+from tasks.billing.processing import process_events, stale_events
 from tasks.billing.reconcile import reconcile_events
 from tasks.billing.refetch import Refetcher
 from tasks.billing.stripe_calls import StripeGate
@@ -20,28 +18,20 @@ from workers.jobs import JobArguments, RowId, job
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
-from workers.shared_messages import run_each, shared_calls
+from workers.shared_messages import shared_calls
 
 log = get_logger(__name__)
 
 
 @dramatiq.actor(actor_name="billing.process_event", queue_name="billing", **policy("billing").actor_options())
 async def process_event(*event_ids: str) -> None:
-    """Apply inbox events, side by side when a message holds several
-    (workers/shared_messages.py). Idempotent: a processed event is not claimed again, and
+    """Apply inbox events, several in one transaction when a message holds several
+    (tasks/billing/processing.py). Idempotent: a processed event is not claimed again, and
     an older event than the object's newest changes nothing."""
     resources = current_resources()
-    refetch = refetcher(resources)
-    await run_each(_process_one(resources.pool, event_id, refetch) for event_id in event_ids)
-
-
-async def _process_one(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | None) -> None:
-    state = await apply_event(pool, event_id, refetch=refetch)
-    # Each outcome is in the inbox (`bindery stripe events`); only a final failure is news.
-    if state == "failed":
-        log.warning("stripe event failed for good", event_id=event_id)
-    else:
-        log.debug("stripe event processed", event_id=event_id, state=state)
+    states = await process_events(resources.pool, list(event_ids), refetch=refetcher(resources))
+    # Each outcome is in the inbox (`bindery stripe events`); a final failure is logged there.
+    log.debug("stripe events processed", count=len(states))
 
 
 def refetcher(resources: Resources) -> Refetcher | None:

@@ -89,3 +89,54 @@ async def _no_worker(pool: asyncpg.Pool) -> bool:
 async def _done(pool: asyncpg.Pool, event_id: str) -> bool:
     state: str = await pool.fetchval("SELECT state FROM stripe_events WHERE id = $1", event_id)
     return state == "done"
+
+
+async def test_a_worker_killed_inside_a_shared_transaction_loses_none_of_its_events(
+    pool: asyncpg.Pool, database_url: str, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    """Three events in one message share a transaction; the worker is killed after
+    applying the first, while it waits on the second's object. Nothing of the three is
+    kept, and the next worker applies each once."""
+    stem = new_id("sub")
+    subs = [f"{stem}_{n}" for n in "abc"]  # applied in this order (object order)
+    items = [
+        event("customer.subscription.created", subscription(sub, new_id("cus"), "active")) for sub in subs
+    ]
+    ids = [item["id"] for item in items]
+    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
+    await pool.execute(
+        """INSERT INTO stripe_objects (object_id, last_event_id, last_event_created)
+           VALUES ($1, 'evt_0', 'epoch')""",
+        subs[1],
+    )
+    holder = await connect(database_url)
+    await holder.execute("BEGIN")
+    await holder.execute("SELECT 1 FROM stripe_objects WHERE object_id = $1 FOR UPDATE", subs[1])
+    worker_args = ("worker", "--processes", "1", "--threads", "1")
+    with bindery(*worker_args, log=tmp_path / "worker-1.log") as worker:
+        await send_events(ids)
+        assert redis_client.llen("bindery:billing") <= 1  # one message, or already taken
+        await eventually(lambda: _waiting_on_a_lock(pool), 30, "the worker to be inside the transaction")
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    await holder.close()
+    await eventually(lambda: _no_worker(pool), 30, "the dead worker's session to end")
+    states = await pool.fetch("SELECT state, attempts FROM stripe_events WHERE id = ANY($1)", ids)
+    assert [tuple(row) for row in states] == [("processing", 1)] * 3
+    assert await pool.fetchval("SELECT count(*) FROM subscriptions WHERE id = ANY($1)", subs) == 0
+
+    await pool.execute(
+        "UPDATE stripe_events SET lease_until = now() - interval '1 second' WHERE id = ANY($1)", ids
+    )
+    with bindery(*worker_args, log=tmp_path / "worker-2.log"):
+        reconcile_inbox.send()
+        await eventually(lambda: _all_done(pool, ids), 30, "the next worker to apply all three")
+    states = await pool.fetch("SELECT state, attempts FROM stripe_events WHERE id = ANY($1)", ids)
+    assert [tuple(row) for row in states] == [("done", 2)] * 3
+    rows = await pool.fetch("SELECT id, status FROM subscriptions WHERE id = ANY($1)", subs)
+    assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(subs, "active")
+
+
+async def _all_done(pool: asyncpg.Pool, event_ids: list[str]) -> bool:
+    states = await pool.fetch("SELECT state FROM stripe_events WHERE id = ANY($1)", event_ids)
+    return [row["state"] for row in states] == ["done"] * len(event_ids)
