@@ -21,6 +21,7 @@ from tests.billing_events import event, new_id, subscription
 from tests.processes import bindery, eventually
 from workers.job_requests import job_messages
 from workers.jobs import JobArguments, JobError, run_jobs
+from workers.queues import policy
 from workers.resources import Resources
 from workers.settings import load_settings
 
@@ -35,10 +36,11 @@ def test_jobs_sent_together_share_messages_of_their_own_name_split_evenly() -> N
     for message in messages:
         by_actor.setdefault(message.actor_name, []).append(message.args)
     # 40 pings, at most 16 a message: three messages, as even as can be.
+    assert policy("default").ids_per_message == 16
     assert sorted(len(args) for args in by_actor["system.ping"]) == [13, 13, 14]
     # Erasures are long: one a message.
     assert [len(args) for args in by_actor["erasure.request"]] == [1, 1, 1]
-    assert [len(args) for args in by_actor["billing.push_account"]] == [2]
+    assert [len(args) for args in by_actor["billing.push_account"]] == [2]  # up to 32
     sent = Counter(job_id for message in messages for job_id in message.args)
     assert sent == Counter(str(job_id) for _, job_id in pings + erasures + pushes)
     assert {message.queue_name for message in messages if message.actor_name == "erasure.request"} == {
@@ -108,9 +110,10 @@ async def test_a_job_out_of_retries_fails_alone_and_the_message_succeeds(pool: a
 
 
 def test_events_stored_together_share_messages_split_evenly() -> None:
-    event_ids = [new_id("evt") for _ in range(33)]
+    assert policy("billing").ids_per_message == 32
+    event_ids = [new_id("evt") for _ in range(70)]
     messages = event_messages(event_ids)
-    assert sorted(len(message.args) for message in messages) == [11, 11, 11]
+    assert sorted(len(message.args) for message in messages) == [23, 23, 24]
     assert Counter(i for message in messages for i in message.args) == Counter(event_ids)
     assert [len(message.args) for message in event_messages(event_ids[:1])] == [1]
 
@@ -118,13 +121,13 @@ def test_events_stored_together_share_messages_split_evenly() -> None:
 async def test_a_worker_applies_every_event_of_a_shared_message(
     pool: asyncpg.Pool, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    subs = [new_id("sub") for _ in range(20)]
+    subs = [new_id("sub") for _ in range(40)]
     items = [
         event("customer.subscription.created", subscription(sub, new_id("cus"), "active")) for sub in subs
     ]
     await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
     await send_events([item["id"] for item in items])
-    assert redis_client.llen("bindery:billing") == 2  # 20 events, at most 16 a message
+    assert redis_client.llen("bindery:billing") == 2  # 40 events, at most 32 a message
 
     async def all_done() -> bool:
         states = await pool.fetch(

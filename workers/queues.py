@@ -37,7 +37,7 @@ QUEUES: dict[str, QueuePolicy] = {
     ),
     # Stripe answers in seconds; 429s are honoured inside the task, the rest retried here.
     "billing": QueuePolicy(
-        time_limit_s=120, max_retries=10, min_backoff_s=1, max_backoff_s=300, ids_per_message=16
+        time_limit_s=120, max_retries=10, min_backoff_s=1, max_backoff_s=300, ids_per_message=32
     ),
     # One erasure step at a time; a failing step is retried for hours, never given up quickly.
     "erasure": QueuePolicy(time_limit_s=900, max_retries=20, min_backoff_s=5, max_backoff_s=900),
