@@ -7,10 +7,11 @@ sent together (a flush of the HTTP receiver, a reconciler's re-send, a burst) th
 share a message, up to their queue's `ids_per_message` (workers/queues.py), and pay it
 once. A lone id still goes at once, in a message of its own: nothing waits to be grouped.
 
-The actor runs a message's ids side by side. One that must be tried again fails the
-message once the others have finished: Dramatiq retries the message after its backoff,
-and the retry finds the finished ones finished (every actor skips a row that is done),
-so only what is left runs again.
+A job actor runs a message's ids side by side (`run_each`; the billing actor applies a
+message's events in one transaction instead, see tasks/billing/processing.py). One that
+must be tried again fails the message once the others have finished: Dramatiq retries
+the message after its backoff, and the retry finds the finished ones finished (every
+actor skips a row that is done), so only what is left runs again.
 """
 
 from __future__ import annotations
