@@ -93,3 +93,9 @@ def sepa_mandate(mandate_id: str, method_id: str, reference: str) -> dict[str, A
             "sepa_debit": {"reference": reference, "url": "https://x"},
         },
     }
+
+
+async def all_done(pool: asyncpg.Pool, event_ids: list[str]) -> bool:
+    """Whether every one of the inbox events is `done`."""
+    states = await pool.fetch("SELECT state FROM stripe_events WHERE id = ANY($1)", event_ids)
+    return [row["state"] for row in states] == ["done"] * len(event_ids)

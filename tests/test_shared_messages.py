@@ -17,7 +17,7 @@ import redis
 import tasks  # noqa: F401  (registers every job)
 from tasks.billing.actors import event_messages, send_events
 from tasks.billing.inbox import parse_event, store_events
-from tests.billing_events import event, new_id, subscription
+from tests.billing_events import all_done, event, new_id, subscription
 from tests.processes import bindery, eventually
 from workers.job_requests import job_messages
 from workers.jobs import JobArguments, JobError, run_jobs
@@ -125,19 +125,14 @@ async def test_a_worker_applies_every_event_of_a_shared_message(
     items = [
         event("customer.subscription.created", subscription(sub, new_id("cus"), "active")) for sub in subs
     ]
+    ids = [item["id"] for item in items]
     await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
-    await send_events([item["id"] for item in items])
+    await send_events(ids)
     assert redis_client.llen("bindery:billing") == 2  # 40 events, at most 32 a message
-
-    async def all_done() -> bool:
-        states = await pool.fetch(
-            "SELECT state FROM stripe_events WHERE id = ANY($1)", [i["id"] for i in items]
-        )
-        return [row["state"] for row in states] == ["done"] * len(items)
 
     with bindery(
         "worker", "--processes", "1", "--threads", "1", "--queues", "billing", log=tmp_path / "w.log"
     ):
-        await eventually(all_done, 30, "every event applied")
+        await eventually(lambda: all_done(pool, ids), 30, "every event applied")
     rows = await pool.fetch("SELECT id, status FROM subscriptions WHERE id = ANY($1)", subs)
     assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(subs, "active")

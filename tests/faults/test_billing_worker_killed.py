@@ -15,7 +15,7 @@ import redis
 
 from tasks.billing.actors import reconcile_inbox, send_events
 from tasks.billing.inbox import parse_event, store_events
-from tests.billing_events import event, new_id, subscription
+from tests.billing_events import all_done, event, new_id, subscription
 from tests.processes import bindery, eventually
 from workers.db import connect
 
@@ -68,7 +68,7 @@ async def test_a_worker_killed_mid_event_leaves_it_to_the_next_one(
     )
     with bindery(*worker_args, log=tmp_path / "worker-2.log"):
         reconcile_inbox.send()
-        await eventually(lambda: _done(pool, item["id"]), 30, "the next worker to apply the event")
+        await eventually(lambda: all_done(pool, [item["id"]]), 30, "the next worker to apply the event")
     assert await state() == ("done", 2)
     rows = await pool.fetch("SELECT status FROM subscriptions WHERE id = $1", sub)
     assert [row["status"] for row in rows] == ["active"]
@@ -84,11 +84,6 @@ async def _no_worker(pool: asyncpg.Pool) -> bool:
             WHERE datname = current_database() AND application_name = 'bindery-worker'"""
     )
     return count == 0
-
-
-async def _done(pool: asyncpg.Pool, event_id: str) -> bool:
-    state: str = await pool.fetchval("SELECT state FROM stripe_events WHERE id = $1", event_id)
-    return state == "done"
 
 
 async def test_a_worker_killed_inside_a_shared_transaction_loses_none_of_its_events(
@@ -130,13 +125,8 @@ async def test_a_worker_killed_inside_a_shared_transaction_loses_none_of_its_eve
     )
     with bindery(*worker_args, log=tmp_path / "worker-2.log"):
         reconcile_inbox.send()
-        await eventually(lambda: _all_done(pool, ids), 30, "the next worker to apply all three")
+        await eventually(lambda: all_done(pool, ids), 30, "the next worker to apply all three")
     states = await pool.fetch("SELECT state, attempts FROM stripe_events WHERE id = ANY($1)", ids)
     assert [tuple(row) for row in states] == [("done", 2)] * 3
     rows = await pool.fetch("SELECT id, status FROM subscriptions WHERE id = ANY($1)", subs)
     assert {row["id"]: row["status"] for row in rows} == dict.fromkeys(subs, "active")
-
-
-async def _all_done(pool: asyncpg.Pool, event_ids: list[str]) -> bool:
-    states = await pool.fetch("SELECT state FROM stripe_events WHERE id = ANY($1)", event_ids)
-    return [row["state"] for row in states] == ["done"] * len(event_ids)
