@@ -216,7 +216,9 @@ async def test_claims_and_outcomes_do_not_read_the_rows_already_sent(accounts_db
     for _ in range(40):  # 4,000 sent, as lanes do it
         claimed = [row["account_id"] for row in await pool.fetch(CLAIM, campaign_id, BATCH, LEASE)]
         n = len(claimed)
-        await pool.execute(RECORD, campaign_id, claimed, ["sent"] * n, [250] * n, [None] * n, [None] * n)
+        await pool.execute(
+            RECORD, campaign_id, claimed, ["sent"] * n, [250] * n, [None] * n, [None] * n, n, 0
+        )
     claim = await _generic_plan(
         db.url, CLAIM, "bigint, int, interval", str(campaign_id), str(BATCH), "'5 min'"
     )
@@ -226,13 +228,16 @@ async def test_claims_and_outcomes_do_not_read_the_rows_already_sent(accounts_db
     record = await _generic_plan(
         db.url,
         RECORD,
-        "bigint, bigint[], text[], int[], text[], float8[]",
+        "bigint, bigint[], text[], int[], text[], float8[], int, int",
         str(campaign_id),
         "'{" + ",".join(map(str, ids)) + "}'",
         "array_fill('sent'::text, ARRAY[20])",
         "array_fill(250, ARRAY[20])",
         "array_fill(NULL::text, ARRAY[20])",
         "array_fill(NULL::float8, ARRAY[20])",
+        "20",
+        "0",
     )
-    assert record["Plans"][0]["Actual Rows"] == 20
+    (outcomes,) = [plan for plan in record["Plans"] if plan.get("Subplan Name") == "CTE recorded"]
+    assert outcomes["Actual Rows"] == 20
     assert _rows_read(record, "breach_recipients") < 4 * BATCH

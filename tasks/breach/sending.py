@@ -68,20 +68,30 @@ SELECT c.account_id, c.email, c.attempts, a.id IS NOT NULL AS exists,
 """
 
 
-# A lane's outcomes, by primary key: `= ANY ($2)` says which keys to a plan made for any
-# parameters, which the join on the unnested arrays alone does not. `state = 'sending'`: an
-# erasure may have scrubbed the row meanwhile; it stays skipped.
+# A lane's outcomes, and the campaign's tally after them, in one statement (one round trip,
+# atomic). The outcomes are written by primary key: `= ANY ($2)` says which keys to a plan
+# made for any parameters, which the join on the unnested arrays alone does not.
+# `state = 'sending'`: an erasure may have scrubbed the row meanwhile; it stays skipped. The
+# campaign is updated from the count of rows written, so the rows are locked before the
+# campaign's row, as everywhere else.
 RECORD = """
-UPDATE breach_recipients r
-   SET state = o.state, reply_code = o.code, error = o.error, lease_until = NULL,
-       sent_at = CASE WHEN o.state = 'sent' THEN now() END,
-       email = CASE WHEN o.state = 'skipped' THEN NULL ELSE r.email END,
-       next_attempt_at = CASE WHEN o.retry_in IS NULL THEN NULL
-                              ELSE now() + o.retry_in * interval '1 second' END
-  FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::float8[])
-       AS o(account_id, state, code, error, retry_in)
- WHERE r.campaign_id = $1 AND r.account_id = ANY ($2::bigint[])
-   AND r.account_id = o.account_id AND r.state = 'sending'
+WITH recorded AS (
+    UPDATE breach_recipients r
+       SET state = o.state, reply_code = o.code, error = o.error, lease_until = NULL,
+           sent_at = CASE WHEN o.state = 'sent' THEN now() END,
+           email = CASE WHEN o.state = 'skipped' THEN NULL ELSE r.email END,
+           next_attempt_at = CASE WHEN o.retry_in IS NULL THEN NULL
+                                  ELSE now() + o.retry_in * interval '1 second' END
+      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::float8[])
+           AS o(account_id, state, code, error, retry_in)
+     WHERE r.campaign_id = $1 AND r.account_id = ANY ($2::bigint[])
+       AND r.account_id = o.account_id AND r.state = 'sending'
+    RETURNING r.account_id)
+UPDATE breach_campaigns
+   SET sent_count = sent_count + $7, failed_count = failed_count + $8, active_at = now()
+  FROM (SELECT count(*) AS rows FROM recorded) AS written
+ WHERE id = $1
+RETURNING sent_count, failed_count, state, written.rows AS recorded
 """
 
 
@@ -247,27 +257,20 @@ async def _record(
     pool: asyncpg.Pool, campaign_id: int, outcomes: list[Outcome], counts: dict[str, int]
 ) -> asyncpg.Record:
     """Write the outcomes; the campaign's tally and state after them, in the same round trip."""
-    async with pool.acquire() as conn, conn.transaction():
-        result = await conn.execute(
-            RECORD,
-            campaign_id,
-            [o.account_id for o in outcomes],
-            [o.state for o in outcomes],
-            [o.reply_code for o in outcomes],
-            [o.error for o in outcomes],
-            [o.retry_in for o in outcomes],
-        )
-        sent = sum(o.state == "sent" for o in outcomes)
-        failed = sum(o.state == "failed" for o in outcomes)
-        tally = await conn.fetchrow(
-            """UPDATE breach_campaigns
-                  SET sent_count = sent_count + $2, failed_count = failed_count + $3, active_at = now()
-                WHERE id = $1 RETURNING sent_count, failed_count, state""",
-            campaign_id,
-            sent,
-            failed,
-        )
-    assert tally is not None and rows_affected(result) <= len(outcomes)
+    sent = sum(o.state == "sent" for o in outcomes)
+    failed = sum(o.state == "failed" for o in outcomes)
+    tally = await pool.fetchrow(
+        RECORD,
+        campaign_id,
+        [o.account_id for o in outcomes],
+        [o.state for o in outcomes],
+        [o.reply_code for o in outcomes],
+        [o.error for o in outcomes],
+        [o.retry_in for o in outcomes],
+        sent,
+        failed,
+    )
+    assert tally is not None and tally["recorded"] <= len(outcomes)
     counts["sent"] += sent
     counts["failed"] += failed
     counts["retry"] += sum(o.state == "pending" for o in outcomes)
