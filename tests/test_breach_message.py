@@ -76,8 +76,16 @@ def test_hostile_names_are_inert_no_header_injection_html_escaped_text_correct()
 def test_a_recipient_address_with_a_line_break_is_refused_not_passed_on() -> None:
     with pytest.raises(NoticeError, match="line break"):
         _render(Recipient(44, "a@exemple.fr\r\nBcc: b@evil.example"))
-    with pytest.raises(NoticeError, match="not a mail address"):
-        _render(Recipient(45, "no-at-sign"))
+    for address in (
+        "no-at-sign",
+        "a\xa0b@exemple.fr",
+        "a\x0bb@exemple.fr",
+        "<a@exemple.fr>",
+        'a"b@exemple.fr',
+    ):
+        with pytest.raises(NoticeError, match="not a mail address"):
+            _render(Recipient(45, address))
+    assert b"To: zo\xc3\xa9@exemple.fr\r\n" in _render(Recipient(45, "zoé@exemple.fr"))  # sent with SMTPUTF8
 
 
 def test_a_person_without_a_name_is_greeted_by_the_business_or_politely() -> None:
