@@ -177,7 +177,7 @@ class Prepared:
     """
 
     def __init__(self, campaign_id: int, notice: Notice, *, sender: str, privacy_contact: str) -> None:
-        self.campaign_id, self.privacy_contact = campaign_id, privacy_contact
+        self.campaign_id, self.notice, self.privacy_contact = campaign_id, notice, privacy_contact
         name, self.envelope_from = parseaddr(sender)
         self.id_domain = _id_domain(sender)  # once: the Message-ID of every recipient ends with it
         self.templates = {

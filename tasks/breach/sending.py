@@ -26,7 +26,7 @@ import asyncpg
 
 from tasks.breach.campaigns import finish_if_done, load, notice_of, pause_itself
 from tasks.breach.message import Prepared, Recipient
-from tasks.breach.notice import NoticeError
+from tasks.breach.notice import Notice, NoticeError
 from workers.db import rows_affected
 from workers.rate_limit import RateLimiter
 from workers.settings import Settings
@@ -117,6 +117,19 @@ class Lane:
     smtp: SmtpPool
     limiter: RateLimiter | None
     tokens: int = 0  # taken from the shared bucket, not yet spent
+    _prepared: Prepared | None = None
+
+    def prepared(self, campaign_id: int, notice: Notice) -> Prepared:
+        """The campaign's message, compiled once for the lane's batches (a millisecond a
+        time, a tenth of what a batch's rendering costs)."""
+        known = self._prepared
+        if known is None or known.campaign_id != campaign_id or known.notice != notice:
+            settings = self.settings
+            known = Prepared(
+                campaign_id, notice, sender=settings.mail_from, privacy_contact=settings.privacy_contact
+            )
+            self._prepared = known
+        return known
 
     async def token(self) -> None:
         """One message's token. Taken from Redis a few at a time (a round trip per message
@@ -147,9 +160,7 @@ async def send_batch(lane: Lane, campaign_id: int) -> dict[str, int | float | No
         if wait is None:
             await finish_if_done(pool, campaign_id)
         return {"claimed": 0, "more": 0, "wait": max(1.0, float(wait)) if wait is not None else None}
-    prepared = Prepared(
-        campaign_id, notice_of(campaign), sender=settings.mail_from, privacy_contact=settings.privacy_contact
-    )
+    prepared = lane.prepared(campaign_id, notice_of(campaign))
     outcomes: list[Outcome] = []
     counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0}
     wait = None
