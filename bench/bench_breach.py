@@ -49,18 +49,17 @@ INCIDENT = Path(__file__).parent.parent / "tests" / "data" / "incident.toml"
 
 
 @contextmanager
-def sink() -> Iterator[tuple[int, Path]]:
-    """A fresh SMTP sink, its messages deleted afterwards (100,000 of them weigh 400 MB).
-    Dirty pages are written out first: the previous phase's messages, written back
-    within 30 s, would otherwise make this phase's commits wait behind them."""
+def sink(directories: list[Path]) -> Iterator[tuple[int, Path]]:
+    """A fresh SMTP sink; its directory is added to `directories`, which the run deletes at
+    its end (100,000 messages weigh 400 MB; deleting them between phases would load the
+    disk during the next). Dirty pages are written out first: the previous phase's
+    messages, written back within 30 s, would otherwise make this phase's commits wait."""
     port = free_port()
     directory = OUT / f"breach-mail-{port}"
+    directories.append(directory)
     os.sync()
-    try:
-        with running("smtp sink", commands.smtp_sink(port, directory), port, OUT / "breach-sink.log"):
-            yield port, directory
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with running("smtp sink", commands.smtp_sink(port, directory), port, OUT / "breach-sink.log"):
+        yield port, directory
 
 
 async def _accounts(database_url: str) -> list[Recipient]:
@@ -96,9 +95,18 @@ async def _blast(port: int, messages: list[tuple[str, bytes]], sender: str) -> f
     return len(messages) / (time.perf_counter() - started)
 
 
-def _in_a_new_sink(messages: list[tuple[str, bytes]], sender: str) -> float:
-    with sink() as (port, _):
+def _in_a_new_sink(messages: list[tuple[str, bytes]], sender: str, directories: list[Path]) -> float:
+    with sink(directories) as (port, _):
         return asyncio.run(_blast(port, messages, sender))
+
+
+@contextmanager
+def _deleted(directories: list[Path]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _message_ids(directory: Path) -> Counter[str]:
@@ -111,12 +119,13 @@ def _message_ids(directory: Path) -> Counter[str]:
 def run() -> list[Result]:
     settings = load_settings()
     notice = from_incident(INCIDENT)
-    with scratch_database() as database_url:
+    directories: list[Path] = []
+    with scratch_database() as database_url, _deleted(directories):
         recipients = asyncio.run(_accounts(database_url))
         prepared = Prepared(0, notice, sender=settings.mail_from, privacy_contact=settings.privacy_contact)
         messages = [(r.email, prepared.message(r)) for r in recipients]
-        blasts = [_in_a_new_sink(messages, prepared.envelope_from)]
-        with sink() as (port, directory):
+        blasts = [_in_a_new_sink(messages, prepared.envelope_from, directories)]
+        with sink(directories) as (port, directory):
             env = bench_env(
                 database_url,
                 SMTP_URL=f"smtp://127.0.0.1:{port}",
@@ -151,7 +160,7 @@ def run() -> list[Result]:
                 )
                 figure = RECIPIENTS / (time.perf_counter() - started)
             seen = _message_ids(directory)
-        blasts.append(_in_a_new_sink(messages, prepared.envelope_from))
+        blasts.append(_in_a_new_sink(messages, prepared.envelope_from, directories))
     baseline = sum(blasts) / len(blasts)
     sender_domain = settings.mail_from.rpartition("@")[2].rstrip(">")
     expected = {f"<breach.{campaign_id}.{r.account_id}@{sender_domain}>" for r in recipients}
