@@ -224,11 +224,12 @@ class Prepared:
         )
         return text, page
 
+    def _values_of(self, recipient: Recipient) -> dict[str, dict[str, str]]:
+        return {language: _values(recipient, language, self.privacy_contact) for language in ("fr", "en")}
+
     def texts(self, recipient: Recipient) -> tuple[str, str]:
         """The text and the HTML of the recipient's message."""
-        return self._texts(
-            {language: _values(recipient, language, self.privacy_contact) for language in ("fr", "en")}
-        )
+        return self._texts(self._values_of(recipient))
 
     def reference_parts(self, recipient: Recipient) -> tuple[bytes, bytes]:
         """The two parts encoded, rendered whole: what the compiled parts must equal."""
@@ -237,11 +238,14 @@ class Prepared:
 
     def parts(self, recipient: Recipient) -> tuple[bytes, bytes]:
         """The two parts encoded: from the compiled message when that is exact."""
-        values = {language: _values(recipient, language, self.privacy_contact) for language in ("fr", "en")}
+        values = self._values_of(recipient)
         fr = values["fr"]
-        empty = (not fr["first_name"], not fr["last_name"], not fr["business_name"])
-        if self.compiled is None or empty not in self.exact:
+        if (not fr["first_name"], not fr["last_name"], not fr["business_name"]) not in self.exact:
             return self.reference_parts(recipient)
+        return self._compiled_parts(values)
+
+    def _compiled_parts(self, values: dict[str, dict[str, str]]) -> tuple[bytes, bytes]:
+        assert self.compiled is not None  # else no way of being empty is exact
         plain = [values[language][key] for language, key in _VALUES]
         text, page = self.compiled
         return _fill(text, plain), _fill(page, [html.escape(value) for value in plain])
@@ -250,11 +254,7 @@ class Prepared:
         """Whether the compiled parts equal the reference for names empty in this way."""
         first, last, business = ("" if blank else "x" for blank in empty)
         probe = Recipient(0, "", first, last, business)
-        plain = [_values(probe, language, self.privacy_contact)[key] for language, key in _VALUES]
-        assert self.compiled is not None
-        text, page = self.compiled
-        compiled = _fill(text, plain), _fill(page, [html.escape(value) for value in plain])
-        return compiled == self.reference_parts(probe)
+        return self._compiled_parts(self._values_of(probe)) == self.reference_parts(probe)
 
     def message(self, recipient: Recipient) -> bytes:
         """The whole message, CRLF line ends. The `To` header holds the bare address, raw

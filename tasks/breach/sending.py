@@ -120,8 +120,9 @@ class Lane:
     _prepared: Prepared | None = None
 
     def prepared(self, campaign_id: int, notice: Notice) -> Prepared:
-        """The campaign's message, compiled once for the lane's batches (a millisecond a
-        time, a tenth of what a batch's rendering costs)."""
+        """The campaign's message, compiled once for the lane's batches (about a
+        millisecond each time: 10 µs a message of a 100-row batch, half of what rendering
+        a message costs)."""
         known = self._prepared
         if known is None or known.campaign_id != campaign_id or known.notice != notice:
             settings = self.settings
