@@ -61,7 +61,7 @@ async def deliver(pool: asyncpg.Pool, *events: dict[str, Any], refetch: Refetche
     """Store then process each event, as the receiver and a worker would."""
     states = []
     for item in events:
-        await store_events(pool, [parse_event(json.dumps(item).encode())])
+        await stored(pool, item)
         states.append(await process_event(pool, item["id"], refetch))
     return states
 
@@ -93,6 +93,12 @@ def sepa_mandate(mandate_id: str, method_id: str, reference: str) -> dict[str, A
             "sepa_debit": {"reference": reference, "url": "https://x"},
         },
     }
+
+
+async def stored(pool: asyncpg.Pool, *events: dict[str, Any]) -> list[str]:
+    """Store the events in the inbox, as the receiver does; their ids."""
+    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in events])
+    return [str(item["id"]) for item in events]
 
 
 async def all_done(pool: asyncpg.Pool, event_ids: list[str]) -> bool:

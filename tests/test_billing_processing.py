@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tasks.billing.inbox import parse_event, store_events
 from tasks.billing.processing import MAX_ATTEMPTS, process_event, process_events, stale_events
 from tasks.system import prune_records
-from tests.billing_events import deliver, event, new_account, new_id, subscription
+from tests.billing_events import deliver, event, new_account, new_id, stored, subscription
 from tests.processes import run_bindery
 
 
@@ -223,11 +223,6 @@ async def test_a_deleted_customers_payload_is_not_kept(pool: asyncpg.Pool) -> No
     assert (row["state"], row["payload"], row["object_id"]) == ("done", None, None)
 
 
-async def _stored(pool: asyncpg.Pool, *items: dict[str, object]) -> list[str]:
-    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
-    return [str(item["id"]) for item in items]
-
-
 async def test_a_message_s_events_apply_in_one_transaction_and_the_newest_state_wins(
     pool: asyncpg.Pool,
 ) -> None:
@@ -242,7 +237,7 @@ async def test_a_message_s_events_apply_in_one_transaction_and_the_newest_state_
         event("customer.subscription.created", subscription(new_id("sub"), customer, "active"))
         for _ in range(3)
     ]
-    ids = await _stored(pool, newer, *others, older)  # the newer one first, as Stripe may deliver
+    ids = await stored(pool, newer, *others, older)  # the newer one first, as Stripe may deliver
 
     states = await process_events(pool, ids)
     assert states == {newer["id"]: "done", older["id"]: "done", **{o["id"]: "done" for o in others}}
@@ -271,7 +266,7 @@ async def test_one_bad_event_in_a_message_holds_back_no_other_and_alone_is_retri
     ]
     good_subs = [g["data"]["object"]["id"] for g in good]
     good.append(event("customer.created", {"id": new_id("cus"), "object": "customer", "metadata": {}}))
-    ids = await _stored(pool, *good, broken)
+    ids = await stored(pool, *good, broken)
 
     with pytest.raises(asyncpg.CheckViolationError):
         await process_events(pool, ids)

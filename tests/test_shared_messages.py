@@ -4,7 +4,6 @@ side, and a retry of the message runs only those not finished."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -16,8 +15,7 @@ import redis
 
 import tasks  # noqa: F401  (registers every job)
 from tasks.billing.actors import event_messages, send_events
-from tasks.billing.inbox import parse_event, store_events
-from tests.billing_events import all_done, event, new_id, subscription
+from tests.billing_events import all_done, event, new_id, stored, subscription
 from tests.processes import bindery, eventually
 from workers.job_requests import job_messages
 from workers.jobs import JobArguments, JobError, run_jobs
@@ -125,8 +123,7 @@ async def test_a_worker_applies_every_event_of_a_shared_message(
     items = [
         event("customer.subscription.created", subscription(sub, new_id("cus"), "active")) for sub in subs
     ]
-    ids = [item["id"] for item in items]
-    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
+    ids = await stored(pool, *items)
     await send_events(ids)
     assert redis_client.llen("bindery:billing") == 2  # 40 events, at most 32 a message
 

@@ -15,7 +15,7 @@ import redis
 
 from tasks.billing.actors import reconcile_inbox, send_events
 from tasks.billing.inbox import parse_event, store_events
-from tests.billing_events import all_done, event, new_id, subscription
+from tests.billing_events import all_done, event, new_id, stored, subscription
 from tests.processes import bindery, eventually
 from workers.db import connect
 
@@ -97,8 +97,7 @@ async def test_a_worker_killed_inside_a_shared_transaction_loses_none_of_its_eve
     items = [
         event("customer.subscription.created", subscription(sub, new_id("cus"), "active")) for sub in subs
     ]
-    ids = [item["id"] for item in items]
-    await store_events(pool, [parse_event(json.dumps(item).encode()) for item in items])
+    ids = await stored(pool, *items)
     await pool.execute(
         """INSERT INTO stripe_objects (object_id, last_event_id, last_event_created)
            VALUES ($1, 'evt_0', 'epoch')""",
