@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from tasks.billing.stripe_calls import StripeGate
-from tasks.erasure.context import Erasure, load_identity
+from tasks.erasure.context import Erasure, read_identity
 from tasks.erasure.requests import request_erasure
 from tasks.erasure.verify import find_leftovers
 from tests.billing_events import deliver, event, sepa_mandate
@@ -214,5 +214,5 @@ async def erasure_of(resources: Resources, account_id: int, instance_ids: list[i
         resources.stripe,
         StripeGate(None),
         instance_ids=instance_ids or [],
-        identity=await load_identity(resources.pool, account_id),
+        identity=await read_identity(resources.pool, account_id),
     )

@@ -12,7 +12,7 @@ import stripe
 
 from tasks.billing.customers import customer_params, push_account
 from tests.processes import bindery_env, run_bindery
-from workers.jobs import JobError
+from workers.errors import JobError
 from workers.settings import load_settings
 from workers.stripe_client import make_stripe_client
 

@@ -85,6 +85,53 @@ async def test_shuffled_delivery_ends_in_the_same_state_as_in_order(
     assert final == {first: ("past_due", "price_b"), second: ("canceled", "price_pro")}
 
 
+@settings(max_examples=24, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(4)))
+async def test_linking_an_account_ends_the_same_whatever_order_its_events_arrive_in(
+    pool: asyncpg.Pool, order: list[int]
+) -> None:
+    account_id = await new_account(pool)
+    customer, sub, card, invoice = new_id("cus"), new_id("sub"), new_id("pm"), new_id("in")
+    timeline = [
+        event(
+            "customer.created",
+            {"id": customer, "object": "customer", "metadata": {"account_id": str(account_id)}},
+        ),
+        event("customer.subscription.created", subscription(sub, customer, "active")),
+        event(
+            "payment_method.attached",
+            {
+                "id": card,
+                "object": "payment_method",
+                "type": "card",
+                "customer": customer,
+                "card": {"brand": "visa", "last4": "4242", "exp_month": 1, "exp_year": 2030},
+            },
+        ),
+        event(
+            "invoice.paid",
+            {
+                "id": invoice,
+                "object": "invoice",
+                "customer": customer,
+                "currency": "eur",
+                "total": 100,
+                "amount_due": 100,
+                "amount_paid": 100,
+                "status": "paid",
+                "created": 1_790_000_000,
+            },
+        ),
+    ]
+    await deliver(pool, *(timeline[i] for i in order))
+    linked = [
+        await pool.fetchval(f"SELECT account_id FROM {table} WHERE id = $1", object_id)
+        for table, object_id in (("subscriptions", sub), ("payment_methods", card), ("invoices", invoice))
+    ]
+    assert linked == [account_id] * 3
+    assert await pool.fetchval("SELECT count(*) FROM paid_accounts WHERE account_id = $1", account_id) == 1
+
+
 async def test_invoices_keep_their_legal_fields(pool: asyncpg.Pool) -> None:
     customer, invoice = new_id("cus"), new_id("in")
     paid = {

@@ -15,7 +15,7 @@ from tasks.billing.backfill import backfill
 from tasks.billing.refetch import Mode, Refetcher
 from tasks.billing.stripe_calls import StripeGate
 from tests.billing_events import deliver, event, new_account
-from workers.jobs import JobError
+from workers.errors import JobError
 
 IBAN = "DE89370400440532013000"
 

@@ -70,8 +70,8 @@ async def test_a_second_request_is_the_first_and_cancel_within_grace_restores_th
         )
     assert created and not created_again and first["id"] == second["id"]
     assert await pool.fetchval("SELECT status FROM accounts WHERE id = $1", account_id) == "disabled"
-    assert await send_request_notice(resources, first["id"]) is True
-    assert await send_request_notice(resources, first["id"]) is False  # sent once
+    assert await send_request_notice(resources, first["id"]) == "sent"
+    assert await send_request_notice(resources, first["id"]) is None  # sent once
     [notice] = mails_to(smtp_sink, "Ana.Grace@example.fr")
     body = notice.get_content()
     assert f"n° {first['id']}" in body and "privacy@" in body and notice["Auto-Submitted"] == "auto-generated"

@@ -15,9 +15,10 @@ import redis
 from tasks.system import PingArguments, record_ping
 from workers.audit_log import AuditRecord
 from workers.db import create_pool
+from workers.errors import JobError
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
 from workers.job_rows import CLAIM, JobRows
-from workers.jobs import Done, JobError, run_job
+from workers.jobs import Done, run_job
 from workers.resources import Resources
 from workers.settings import load_settings
 

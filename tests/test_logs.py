@@ -6,7 +6,7 @@ import logging
 import pytest
 import structlog
 
-from workers.jobs import JobError
+from workers.errors import JobError
 from workers.logs import REDACTED, configure_logging, redact_personal_data
 
 

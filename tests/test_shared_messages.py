@@ -17,8 +17,9 @@ import tasks  # noqa: F401  (registers every job)
 from tasks.billing.actors import event_messages, send_events
 from tests.billing_events import all_done, event, new_id, stored, subscription
 from tests.processes import bindery, eventually
+from workers.errors import JobError
 from workers.job_requests import job_messages
-from workers.jobs import JobArguments, JobError, run_jobs
+from workers.jobs import JobArguments, run_jobs
 from workers.queues import policy
 from workers.resources import Resources
 from workers.settings import load_settings

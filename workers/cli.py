@@ -164,7 +164,7 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _push_account(settings: Settings, account_id: int) -> int:
     from tasks.billing.customers import push_account
-    from workers.jobs import JobError
+    from workers.errors import JobError
     from workers.stripe_client import stripe_session
 
     try:
@@ -209,7 +209,7 @@ async def _reconcile(settings: Settings) -> int:
 
 def cmd_erasure(settings: Settings, args: argparse.Namespace) -> int:
     from tasks.erasure import operate
-    from workers.jobs import JobError
+    from workers.errors import JobError
 
     try:
         if args.action == "request":
@@ -245,7 +245,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
 
     from tasks.backups import operate
     from tasks.backups.pipeline import BackupFailed
-    from workers.jobs import JobError
+    from workers.errors import JobError
     from workers.s3 import describe_s3_error
 
     try:
@@ -303,7 +303,7 @@ def _print_backup_status(status: dict[str, Any]) -> None:
 
 def cmd_breach(settings: Settings, args: argparse.Namespace) -> int:
     from tasks.breach import notice, operate
-    from workers.jobs import JobError
+    from workers.errors import JobError
 
     try:
         if args.action == "create":

@@ -9,6 +9,10 @@ import asyncpg
 from schema.runner import MigrationError
 
 
+class JobError(Exception):
+    """An expected failure whose message is safe to store and show (ids only, no PII)."""
+
+
 def describe_startup_error(error: BaseException) -> str | None:
     if isinstance(error, MigrationError):
         return f"migration refused: {error}"

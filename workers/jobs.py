@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from workers.audit_log import AuditRecord
+from workers.errors import JobError
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
@@ -66,10 +67,6 @@ class Done:
 
     result: dict[str, Any]
     audit: tuple[AuditRecord, ...] = ()
-
-
-class JobError(Exception):
-    """An expected failure whose message is safe to store and show (ids only, no PII)."""
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,85 @@
-"""Sending one email through `SMTP_URL` (STARTTLS when the URL says so or in production)."""
+"""Sending one email through `SMTP_URL` (STARTTLS when the URL says so or in production),
+and the one check of an address that every mail bindery sends goes through."""
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
+from workers.errors import JobError
 from workers.settings import Settings
 
 SMTP_TIMEOUT_SECONDS = 30.0
 
+# What an address may not hold outside a quoted local part, which no customer address
+# needs: whitespace, and the characters that separate, comment or quote in a header
+# (`a@x.fr, b@y.org` is two mailboxes; `x <a@b>` is a display name).
+_NOT_IN_MAILBOX = re.compile(r'[\s<>(),;:"\[\]\\]')
+
+
+class NotAMailbox(JobError):
+    """The address is not exactly one mailbox; it is never sent to. Names no address."""
+
+
+class MailRefused(JobError):
+    """The server refused the message for good (5xx); the reply code, never the address."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"the mail server refused the message ({code})")
+        self.code = code
+
+
+def mailbox(address: str, what: str = "the address") -> str:
+    """`address` when it is exactly one mailbox (local@domain, nothing else), else NotAMailbox."""
+    local, at, domain = address.rpartition("@")
+    if (
+        not at
+        or not local
+        or not domain
+        or "@" in local
+        or _NOT_IN_MAILBOX.search(address)
+        or not address.isprintable()
+    ):
+        raise NotAMailbox(f"{what} is not exactly one mail address")
+    return address
+
+
+def permanent_refusal(error: Exception) -> int | None:
+    """The 5xx reply code when the server refused the recipient or the message for good;
+    None for what is worth trying again (4xx, a lost connection, our sender refused)."""
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refused.code for refused in error.recipients]
+        return codes[0] if codes and all(500 <= code < 600 for code in codes) else None
+    if isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
+        return error.code if 500 <= error.code < 600 else None
+    return None
+
 
 async def send_message(settings: Settings, message: EmailMessage) -> None:
+    """Send one message to its one `To` mailbox. Raises NotAMailbox or MailRefused for what
+    will never be delivered; 4xx replies and connection errors raise as aiosmtplib's."""
+    mailbox(str(message["To"] or ""), "the recipient's address")
     parts = urlsplit(settings.smtp_url.get_secret_value())
     implicit_tls = parts.scheme == "smtps"
-    await aiosmtplib.send(
-        message,
-        hostname=parts.hostname,
-        port=parts.port or (465 if implicit_tls else 25),
-        username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
-        use_tls=implicit_tls,
-        # Production refuses a plaintext SMTP_URL at start (workers/settings.py); here
-        # STARTTLS is used whenever the server offers it.
-        start_tls=None if not implicit_tls else False,
-        timeout=SMTP_TIMEOUT_SECONDS,
-    )
+    try:
+        await aiosmtplib.send(
+            message,
+            hostname=parts.hostname,
+            port=parts.port or (465 if implicit_tls else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=implicit_tls,
+            # Production refuses a plaintext SMTP_URL at start (workers/settings.py); here
+            # STARTTLS is used whenever the server offers it.
+            start_tls=None if not implicit_tls else False,
+            timeout=SMTP_TIMEOUT_SECONDS,
+        )
+    except aiosmtplib.SMTPException as error:
+        code = permanent_refusal(error)
+        if code is None:
+            raise
+        # aiosmtplib's exception names the address: it stays here.
+        raise MailRefused(code) from None

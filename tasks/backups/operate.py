@@ -15,7 +15,7 @@ from tasks.backups.actors import local_day, paid_instances
 from tasks.backups.restore import restore_backup, verify_backup
 from tasks.backups.run import back_up
 from workers.db import create_pool
-from workers.jobs import JobError
+from workers.errors import JobError
 from workers.s3 import s3_client
 from workers.settings import Settings
 

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from tasks.backups.pipeline import BackupFailed, restore_stream
-from workers.jobs import JobError
+from workers.errors import JobError
 from workers.settings import Settings
 
 CHUNK = 1 << 20

@@ -32,7 +32,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from tasks.backups.pipeline import BackupFailed, Streamed, part_size_for, stream_backup
 from tasks.backups.restore import verify_backup
 from workers.db import quote_identifier, rows_affected
-from workers.jobs import JobError, describe_error
+from workers.errors import JobError
+from workers.jobs import describe_error
 from workers.logs import get_logger
 from workers.s3 import describe_s3_error
 from workers.settings import Settings

@@ -15,9 +15,10 @@ from typing import Any
 
 import stripe
 
+from tasks.billing.objects import link_objects
 from tasks.billing.stripe_calls import StripeGate
 from workers.db import Connection
-from workers.jobs import JobError
+from workers.errors import JobError
 
 FRENCH_SPEAKING = {"FR", "BE", "CH", "LU", "MC"}
 
@@ -79,6 +80,7 @@ async def push_account(
             account_id,
             customer_id,
         )
+        await link_objects(conn, customer_id)
     else:
         await gate.call(client.v1.customers.update_async, customer_id, params=params)
     if account["vat_number"]:

@@ -2,7 +2,8 @@
 
 The receiver calls `store_events` for a batch of concurrent deliveries (one INSERT,
 one commit); Stripe gets its 200 only after that commit. A replayed event id inserts
-nothing and is still a success.
+nothing and is still a success. An event about an erased customer or one of its objects
+(`tasks.billing.tombstones`) is stored without its payload, already ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from tasks.billing.masking import mask_card_numbers, may_hold_card_number
+from tasks.billing.tombstones import buried_sql
 from workers.db import Connection
 
 
@@ -27,6 +29,7 @@ class IncomingEvent:
     id: str
     type: str
     object_id: str | None
+    customer_id: str | None  # the customer the object belongs to, if it names one
     created: datetime
     livemode: bool
     payload: str  # JSON text, masked
@@ -83,11 +86,14 @@ def parse_event(body: bytes) -> IncomingEvent:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         raise MalformedEvent("missing data.object")
-    object_id = obj.get("id")
+    object_id, customer = obj.get("id"), obj.get("customer")
+    if isinstance(customer, dict):  # expanded
+        customer = customer.get("id")
     return IncomingEvent(
         id=event_id,
         type=event_type,
         object_id=object_id if isinstance(object_id, str) else None,
+        customer_id=customer if isinstance(customer, str) else None,
         created=datetime.fromtimestamp(created, UTC),
         livemode=livemode,
         # Most events hold no long digit run at all: store the body as received.
@@ -96,15 +102,20 @@ def parse_event(body: bytes) -> IncomingEvent:
 
 
 async def store_events(conn: asyncpg.Pool | Connection, events: list[IncomingEvent]) -> list[bool]:
-    """Insert the batch; per event, True when it is new (False: a replay, nothing changed)."""
+    """Insert the batch; per event, True when it is new and to be processed (False: a
+    replay, which changed nothing, or an event about an erased customer, kept as ignored)."""
     rows = await conn.fetch(
-        """
-        INSERT INTO stripe_events (id, type, object_id, created, livemode, payload)
-        SELECT id, type, object_id, created, livemode, payload::jsonb
-          FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::boolean[], $6::text[])
-               AS incoming(id, type, object_id, created, livemode, payload)
+        f"""
+        INSERT INTO stripe_events (id, type, object_id, created, livemode, payload, state, processed_at)
+        SELECT id, type, CASE WHEN buried THEN NULL ELSE object_id END, created, livemode,
+               CASE WHEN buried THEN NULL ELSE payload::jsonb END,
+               CASE WHEN buried THEN 'ignored' ELSE 'received' END, CASE WHEN buried THEN now() END
+          FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::boolean[], $6::text[],
+                      $7::text[])
+               AS incoming(id, type, object_id, created, livemode, payload, customer_id)
+               CROSS JOIN LATERAL (SELECT {buried_sql("object_id", "customer_id")} AS buried) AS erased
         ON CONFLICT (id) DO NOTHING
-        RETURNING id
+        RETURNING id, state
         """,
         [e.id for e in events],
         [e.type for e in events],
@@ -112,8 +123,9 @@ async def store_events(conn: asyncpg.Pool | Connection, events: list[IncomingEve
         [e.created for e in events],
         [e.livemode for e in events],
         [e.payload for e in events],
+        [e.customer_id for e in events],
     )
-    new = {row["id"] for row in rows}
+    new = {row["id"] for row in rows if row["state"] == "received"}
     # The same id twice in one batch: only its first occurrence is new.
     seen: set[str] = set()
     results = []

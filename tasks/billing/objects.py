@@ -36,15 +36,30 @@ async def unlink_customer(conn: Connection, customer: Obj) -> None:
     )
 
 
+async def link_objects(conn: Connection, customer_id: str) -> None:
+    """Point the customer's subscriptions, payment methods and invoices at its account:
+    those applied before the customer was linked were stored with no account."""
+    for table in ("subscriptions", "payment_methods", "invoices"):
+        # The table names are ours, from the tuple above.
+        await conn.execute(
+            f"""UPDATE {table} SET account_id = a.id, updated_at = now()
+                  FROM accounts a
+                 WHERE a.stripe_customer_id = $1 AND {table}.customer_id = $1
+                   AND {table}.account_id IS DISTINCT FROM a.id""",  # nosec B608
+            customer_id,
+        )
+
+
 async def apply_customer(conn: Connection, customer: Obj) -> None:
-    """Link the account named in the customer's metadata, if it has no customer yet."""
+    """Link the account named in the customer's metadata, if it has no customer yet, and
+    the objects of the customer that arrived before it."""
     if customer.get("deleted"):  # what Stripe returns for a deleted customer
         await unlink_customer(conn, customer)
         return
     metadata = customer.get("metadata") or {}
     account_id = str(metadata.get("account_id", ""))
     if account_id.isdigit():
-        await conn.execute(
+        linked = await conn.execute(
             """
             UPDATE accounts SET stripe_customer_id = $1, updated_at = now()
              WHERE id = $2 AND stripe_customer_id IS NULL
@@ -53,6 +68,8 @@ async def apply_customer(conn: Connection, customer: Obj) -> None:
             customer["id"],
             int(account_id),
         )
+        if linked != "UPDATE 0":
+            await link_objects(conn, customer["id"])
 
 
 async def apply_subscription(conn: Connection, subscription: Obj) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tasks.billing.objects import Apply
 from tasks.billing.refetch import Refetcher
+from tasks.billing.tombstones import is_buried
 from workers.db import Connection
 
 # Marks the newest state applied, unless a newer one, or another of the same second, is
@@ -50,8 +51,12 @@ async def apply_in_order(
 
     Call inside a transaction. `source` names the writer (an event id, or "backfill");
     with `closes_event` the event `source` is marked done in the same statement. Returns
-    whether it was applied.
+    whether it was applied: not when older, nor when the object or its customer was
+    erased (`tasks.billing.tombstones`).
     """
+    # An event's claim has checked already (tasks/billing/processing.py).
+    if not closes_event and await is_buried(conn, obj):
+        return False  # an erased customer's, or one of its objects: never applied again
     event_id = source if closes_event else None
     if not await conn.fetchval(MARK, obj["id"], source, as_of, event_id, False):
         # Refused, and the row is now locked by us: older, or a tie?

@@ -18,8 +18,10 @@ from tasks.billing.objects import handler_for
 from tasks.billing.ordering import apply_in_order
 from tasks.billing.refetch import Refetcher
 from tasks.billing.setup_intents import apply_setup_intent
+from tasks.billing.tombstones import buried_sql
 from workers.db import Connection, redoable_transaction
-from workers.jobs import JobError, describe_error
+from workers.errors import JobError
+from workers.jobs import describe_error
 from workers.logs import get_logger
 
 log = get_logger(__name__)
@@ -28,13 +30,16 @@ LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
 
 
-CLAIM = """
+# `buried`: the event is about an erased customer or object (tasks/billing/tombstones.py),
+# buried after the event was stored.
+CLAIM = f"""
     UPDATE stripe_events SET state = 'processing', attempts = attempts + 1,
            lease_until = now() + $2::interval
       -- A claim lost in a server crash is only a lease lost: commit it without a flush.
       FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
      WHERE id = ANY($1::text[]) AND (state = 'received' OR (state = 'processing' AND lease_until < now()))
-    RETURNING id, type, object_id, created, payload, attempts
+    RETURNING id, type, object_id, created, payload, attempts,
+              {buried_sql("object_id", "payload #>> '{{data,object,customer}}'")} AS buried
 """
 
 
@@ -132,6 +137,11 @@ async def _apply(
     """The event's outcome, and whether its row says so already (closed with the
     object's ordering mark, which saves a statement per event)."""
     obj = (event["payload"] or {}).get("data", {}).get("object")
+    if event["buried"]:  # the customer was erased: what the event says is kept nowhere
+        await conn.execute(
+            "UPDATE stripe_events SET payload = NULL, object_id = NULL WHERE id = $1", event_id
+        )
+        return "ignored", False
     if event["object_id"] is None or not isinstance(obj, dict):
         return "ignored", False
     if event["type"] == "setup_intent.succeeded":

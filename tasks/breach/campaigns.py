@@ -11,7 +11,7 @@ import asyncpg
 
 from tasks.breach.notice import Notice
 from workers.db import Connection, rows_affected
-from workers.jobs import JobError
+from workers.errors import JobError
 
 
 class CampaignError(JobError):

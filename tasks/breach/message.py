@@ -27,12 +27,10 @@ from email.utils import formataddr, formatdate, parseaddr
 from string import Template
 
 from tasks.breach.notice import Notice, NoticeError, refuse_line_breaks
+from workers.mail import NotAMailbox, mailbox
 
 FALLBACK_NAME = {"fr": "Madame, Monsieur", "en": "customer"}
 SEPARATOR = "\n\n— English version —\n\n"
-# Never in an address we send to; whitespace of any kind too (an SMTP command line could
-# not carry it).
-ADDRESS_FORBIDDEN = re.compile(r'[\s<>(),;:"\[\]\\]')
 
 
 @dataclass(frozen=True)
@@ -104,11 +102,12 @@ def message_id(campaign_id: int, account_id: int, sender: str) -> str:
 
 
 def check_address(email: str) -> str:
+    """The shared check of every address bindery mails (`workers.mail.mailbox`)."""
     refuse_line_breaks(email, "the recipient's address")
-    local, at, domain = email.rpartition("@")
-    if not at or not local or not domain or ADDRESS_FORBIDDEN.search(email):
-        raise NoticeError("the recipient's address is not a mail address")
-    return email
+    try:
+        return mailbox(email)
+    except NotAMailbox:
+        raise NoticeError("the recipient's address is not a mail address") from None
 
 
 # A recipient's value, (language, placeholder), while the campaign's message is compiled:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from workers.jobs import JobError
+from workers.errors import JobError
 
 PLACEHOLDERS = frozenset({"name", "first_name", "last_name", "business_name", "privacy_contact"})
 LANGUAGES = ("fr", "en")

@@ -14,7 +14,7 @@ from tasks.erasure.saga import run_request
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, RowId, current_requester, job
 from workers.logs import get_logger
-from workers.mail import send_message
+from workers.mail import MailRefused, NotAMailbox, send_message
 from workers.queues import policy
 from workers.resources import Resources, current_resources
 
@@ -25,22 +25,39 @@ class AccountArguments(JobArguments):
     account_id: RowId
 
 
-async def send_request_notice(resources: Resources, request_id: int) -> bool:
-    """Email the customer when the erasure will run and how to stop it, once per request."""
+async def send_request_notice(resources: Resources, request_id: int) -> str | None:
+    """Email the customer when the erasure will run and how to stop it, once per request.
+    Returns 'sent', or why it never will be ('refused 550', 'not a mailbox', kept in the
+    request's report), or None when it was sent already or the request has begun."""
     row = await resources.pool.fetchrow(
         """SELECT r.run_after, a.email FROM erasure_requests r JOIN accounts a ON a.id = r.account_id
-            WHERE r.id = $1 AND r.notice_sent_at IS NULL AND r.state = 'pending'""",
+            WHERE r.id = $1 AND r.notice_sent_at IS NULL AND r.state = 'pending'
+              AND NOT r.report ? 'request_notice'""",
         request_id,
     )
     if row is None:
-        return False
-    await send_message(
-        resources.settings, request_notice(resources.settings, row["email"], request_id, row["run_after"])
-    )
+        return None
+    settings = resources.settings
+    try:
+        await send_message(settings, request_notice(settings, row["email"], request_id, row["run_after"]))
+    except MailRefused as refused:
+        outcome = f"refused {refused.code}"
+    except NotAMailbox:
+        outcome = "not a mailbox"
+    else:
+        await resources.pool.execute(
+            "UPDATE erasure_requests SET notice_sent_at = now() WHERE id = $1", request_id
+        )
+        return "sent"
+    # Never deliverable: recorded (a reply code, no address), and the erasure goes on.
     await resources.pool.execute(
-        "UPDATE erasure_requests SET notice_sent_at = now() WHERE id = $1", request_id
+        """UPDATE erasure_requests SET report = report || jsonb_build_object('request_notice', $2::text)
+            WHERE id = $1""",
+        request_id,
+        outcome,
     )
-    return True
+    log.info("erasure notice not delivered", request_id=request_id, outcome=outcome)
+    return outcome
 
 
 async def request_job(resources: Resources, arguments: AccountArguments) -> dict[str, Any]:
@@ -53,8 +70,8 @@ async def request_job(resources: Resources, arguments: AccountArguments) -> dict
             grace=resources.settings.erasure_grace,
             requested_by=current_requester(),
         )
-    await send_request_notice(resources, request["id"])
-    return summary(request, created)
+    notice = await send_request_notice(resources, request["id"])
+    return summary(request, created, notice)
 
 
 async def cancel_job(resources: Resources, arguments: AccountArguments) -> dict[str, Any]:

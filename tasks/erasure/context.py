@@ -1,4 +1,4 @@
-"""What every erasure step gets: the request, the account's identity while it exists,
+"""What every erasure step gets: the request, the identity captured when it first ran,
 and the clients the steps call."""
 
 from __future__ import annotations
@@ -6,23 +6,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import stripe
 
 from tasks.billing.stripe_calls import StripeGate
+from tasks.billing.tombstones import bury
+from workers.db import Connection
 from workers.s3 import s3_client
 from workers.settings import Settings
 
 
 @dataclass(frozen=True)
 class Identity:
-    """What identifies the customer, read from the account row; never stored elsewhere."""
+    """Who the erasure is about, captured once (`capture_identity`) and used by every step."""
 
-    email: str
+    email: str | None
     names: list[str]
     customer_id: str | None
+    object_ids: list[str]  # the Stripe objects the customer owned
+    account_created_at: datetime | None
+
+    @property
+    def stripe_ids(self) -> list[str]:
+        return self.object_ids + ([self.customer_id] if self.customer_id else [])
 
 
 @dataclass
@@ -52,15 +61,67 @@ async def s3_session(erasure: Erasure) -> AsyncIterator[Any]:
         yield client
 
 
-async def load_identity(conn: asyncpg.Pool | Any, account_id: int) -> Identity | None:
-    row = await conn.fetchrow(
-        """SELECT email, business_name, first_name, last_name, stripe_customer_id
+# The customer's Stripe objects: in our tables, and in the inbox (a detached payment
+# method is in no table any more, and its events no longer name the customer in `customer`).
+OWNED_OBJECTS = """
+    SELECT id FROM subscriptions WHERE account_id = $1 OR customer_id = $2
+    UNION SELECT id FROM payment_methods WHERE account_id = $1 OR customer_id = $2
+    UNION SELECT m.id FROM mandates m JOIN payment_methods p ON p.id = m.payment_method_id
+           WHERE p.account_id = $1 OR p.customer_id = $2
+    UNION SELECT id FROM invoices WHERE account_id = $1 OR customer_id = $2
+    UNION SELECT object_id FROM stripe_events
+           WHERE coalesce(payload #>> '{data,object,customer}', object_id) = $2 AND object_id <> $2
+    UNION SELECT object_id FROM stripe_events WHERE payload #>> '{data,previous_attributes,customer}' = $2
+"""
+
+
+async def read_identity(conn: Connection, account_id: int) -> Identity | None:
+    """The account's identity as its rows are now (None: no such account)."""
+    account = await conn.fetchrow(
+        """SELECT email, business_name, first_name, last_name, stripe_customer_id, created_at
              FROM accounts WHERE id = $1""",
         account_id,
     )
-    if row is None:
+    if account is None:
         return None
-    full_name = " ".join(part for part in (row["first_name"], row["last_name"]) if part)
+    customer = account["stripe_customer_id"]
+    objects = {row["id"] for row in await conn.fetch(OWNED_OBJECTS, account_id, customer) if row["id"]}
+    full_name = " ".join(part for part in (account["first_name"], account["last_name"]) if part)
     # Short names would match unrelated text; what verification looks for must be specific.
-    names = [name for name in (full_name, row["business_name"]) if name and len(name) >= 4]
-    return Identity(email=row["email"], names=names, customer_id=row["stripe_customer_id"])
+    names = [name for name in (full_name, account["business_name"]) if name and len(name) >= 4]
+    return Identity(account["email"], names, customer, sorted(objects), account["created_at"])
+
+
+async def capture_identity(pool: asyncpg.Pool, request_id: int, account_id: int) -> Identity | None:
+    """The request's identity: captured from the account's rows on its first run, and its
+    Stripe ids buried at the same commit (tasks/billing/tombstones.py), so that from then
+    on no webhook can bring back what the steps delete; read back on every later run.
+    None when the account row was gone before the first run."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT * FROM erasure_subjects WHERE request_id = $1", request_id)
+        if row is not None:
+            return Identity(
+                row["email"],
+                list(row["names"]),
+                row["customer_id"],
+                list(row["object_ids"]),
+                row["account_created_at"],
+            )
+        # Locked: a customer area's change of address waits for the capture.
+        await conn.execute("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", account_id)
+        identity = await read_identity(conn, account_id)
+        if identity is None:
+            return None
+        await conn.execute(
+            """INSERT INTO erasure_subjects
+                   (request_id, email, names, customer_id, object_ids, account_created_at)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            request_id,
+            identity.email,
+            identity.names,
+            identity.customer_id,
+            identity.object_ids,
+            identity.account_created_at,
+        )
+        await bury(conn, identity.stripe_ids)
+    return identity

@@ -22,12 +22,12 @@ async def request(settings: Settings, account_id: int, *, now: bool) -> dict[str
         grace = timedelta(0) if now else settings.erasure_grace
         async with resources.pool.acquire() as conn:
             row, created = await request_erasure(conn, account_id, grace=grace, requested_by="cli")
-        await send_request_notice(resources, row["id"])
+        notice = await send_request_notice(resources, row["id"])
     finally:
         await close_resources(resources)
     if now:
         await send_runs([row["id"]])
-    return summary(row, created)
+    return summary(row, created, notice)
 
 
 async def cancel(settings: Settings, account_id: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import asyncpg
 from tasks.erasure.audit import audit
 from tasks.erasure.steps import RETENTION, STEPS
 from workers.db import Connection
-from workers.jobs import JobError
+from workers.errors import JobError
 
 
 class UnknownAccount(JobError):
@@ -58,13 +58,16 @@ async def request_erasure(
     return request, True
 
 
-def summary(request: asyncpg.Record, created: bool) -> dict[str, Any]:
-    """What asking for an erasure answers: the request, its state, when it runs."""
+def summary(request: asyncpg.Record, created: bool, notice: str | None = None) -> dict[str, Any]:
+    """What asking for an erasure answers: the request, its state, when it runs, and
+    what became of the notice email this time ('sent', 'refused 550', 'not a mailbox';
+    None: none was sent now)."""
     return {
         "request_id": request["id"],
         "state": request["state"],
         "run_after": request["run_after"].isoformat(),
         "created": created,
+        "notice": notice,
     }
 
 
@@ -121,6 +124,7 @@ async def request_status(conn: Connection, request_id: int) -> dict[str, Any] | 
     return {
         **{key: _plain(value) for key, value in request.items() if key != "report"},
         "instance_ids": (request["report"] or {}).get("instance_ids", []),
+        "request_notice": (request["report"] or {}).get("request_notice"),
         "steps": [
             {"step": name, **{key: _plain(value) for key, value in by_name[name].items() if key != "step"}}
             if name in by_name

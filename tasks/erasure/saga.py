@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from tasks.billing.stripe_calls import StripeGate
 from tasks.erasure.audit import audit
-from tasks.erasure.context import Erasure, load_identity
+from tasks.erasure.context import Erasure, capture_identity
 from tasks.erasure.steps import STAGES, Step
 from workers.jobs import describe_error
 from workers.logs import get_logger
@@ -50,7 +50,7 @@ async def run_request(resources: Resources, request_id: int) -> str:
         ids = await pool.fetch(
             "SELECT id FROM instances WHERE account_id = $1 ORDER BY id", claim["account_id"]
         )
-        report = {"instance_ids": [row["id"] for row in ids]}
+        report = {**report, "instance_ids": [row["id"] for row in ids]}
         await pool.execute("UPDATE erasure_requests SET report = $2 WHERE id = $1", request_id, report)
     erasure = Erasure(
         request_id=request_id,
@@ -60,7 +60,7 @@ async def run_request(resources: Resources, request_id: int) -> str:
         stripe=resources.stripe,
         gate=StripeGate(resources.stripe_limiter),
         instance_ids=report["instance_ids"],
-        identity=await load_identity(pool, claim["account_id"]),
+        identity=await capture_identity(pool, request_id, claim["account_id"]),
         notify=claim["requested_by"] != REAPPLY,
         s3=resources.s3,
     )

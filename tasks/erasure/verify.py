@@ -3,9 +3,11 @@
 Every text and JSON column of every table is searched for the account's email
 (case-insensitively), names and Stripe customer id, every `account_id` column for its
 id; the S3 prefixes of its instances are listed; Stripe is asked for the customer.
-The bookkeeping of erasure itself (requests, steps, ledger) and the audit log hold ids
-only and are not searched for the id. The account row is the one place allowed to
-hold them still: it is deleted right after, in the last step.
+Its Stripe objects' ids are searched for too (not its invoices', kept by law). The
+bookkeeping of erasure itself (requests, steps, ledger) and the audit log hold ids only
+and are not searched for the id. The account row and the captured identity
+(`erasure_subjects`) are the places allowed to hold them still: both are deleted right
+after, in the last step.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import stripe
 from tasks.erasure.context import Erasure, s3_session
 from workers.batching import Batcher
 from workers.db import quote_identifier
-from workers.jobs import JobError
+from workers.errors import JobError
 from workers.s3 import count_prefix
 
 # Ids only, by design: the audit trail and erasure's own records.
@@ -35,6 +37,9 @@ ID_ONLY_TABLES = {
     "schema_migrations",
     "breach_recipients",
 }
+# The identities of the erasures in flight, captured to be searched for: each is deleted
+# with its account row, in the last step.
+NOT_SEARCHED = {"erasure_subjects"}
 TEXT_TYPES = ("text", "character varying", "json", "jsonb")
 # The most erasures one shared scan serves (a worker process runs 8 at most by default;
 # matching grows with the number of needles), and how long a verification waits for
@@ -180,6 +185,8 @@ async def _scan(probes: list[_Probe]) -> list[dict[str, int]]:
     pool = probes[0].pool
     found: list[dict[str, int]] = [{} for _ in probes]
     for table, columns in (await _columns(pool)).items():
+        if table in NOT_SEARCHED:
+            continue
         texts = [column for column, data_type in columns if data_type in TEXT_TYPES]
         parts = [await _text_mentions(pool, table, texts, probes)] if texts else []
         if table not in ID_ONLY_TABLES and any(column == "account_id" for column, _ in columns):
@@ -219,9 +226,13 @@ def _scanner() -> Batcher[_Probe, dict[str, int]]:
 async def find_leftovers(erasure: Erasure) -> dict[str, int]:
     """Where something of the account remains: {"table.column" or "s3:…" or "stripe": count}."""
     identity = erasure.identity
-    needles = [] if identity is None else [identity.email.lower(), *(name.lower() for name in identity.names)]
-    if identity is not None and identity.customer_id:
-        needles.append(identity.customer_id.lower())
+    needles = []
+    if identity is not None:
+        needles = [*(name.lower() for name in identity.names), *(i.lower() for i in identity.stripe_ids)]
+        if identity.email:
+            needles.append(identity.email.lower())
+        # Invoices are kept by law (steps.RETENTION), with their own ids.
+        needles = [needle for needle in needles if not needle.startswith("in_")]
     found = await _scanner().submit(_Probe(erasure.pool, erasure.account_id, tuple(needles)))
     async with s3_session(erasure) as client:
         for instance_id in erasure.instance_ids:

@@ -1,0 +1,59 @@
+"""Tombstones of erased Stripe customers and of the objects they owned.
+
+An erasure buries its customer's id and its objects' ids (`bury`) before it deletes the
+customer at Stripe. From then on Stripe keeps talking about them: `customer.subscription
+.deleted` for each subscription, `customer.deleted`, `invoice.*`, retried for three days,
+late and out of order; backfill lists the canceled objects for good. Each of those is
+about a buried id, and none may bring the customer's data back:
+
+- the inbox stores such an event without its payload or object, already `ignored`
+  (`tasks.billing.inbox.store_events`), so nothing of it is processed;
+- an event stored before the burial is checked again when it is claimed, and applied
+  as `ignored` with its payload dropped (`tasks.billing.processing`);
+- every other writer (backfill, setup intents) goes through `apply_in_order`, which
+  refuses a buried object.
+
+A tombstone is the sha256 of the id (`DIGEST` in SQL), never the id: verification of
+an erasure searches every table for the raw ids.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.db import Connection
+
+# The digest of a text id, in SQL; NULL stays NULL.
+DIGEST = "sha256(convert_to({}, 'UTF8'))"
+
+
+def buried_sql(*ids: str) -> str:
+    """A SQL condition: one of these id expressions (text, or NULL) is buried."""
+    digests = ", ".join(DIGEST.format(expression) for expression in ids)
+    return f"EXISTS (SELECT 1 FROM stripe_tombstones WHERE digest IN ({digests}))"
+
+
+async def bury(conn: Connection, stripe_ids: list[str]) -> int:
+    """Bury the ids (a customer's, its objects'); returns how many were new."""
+    result = await conn.fetchval(
+        f"""WITH buried AS (
+                INSERT INTO stripe_tombstones (digest)
+                SELECT DISTINCT {DIGEST.format("id")} FROM unnest($1::text[]) AS ids(id)
+                ON CONFLICT DO NOTHING RETURNING 1)
+            SELECT count(*) FROM buried""",
+        stripe_ids,
+    )
+    return int(result or 0)
+
+
+async def is_buried(conn: Connection, obj: dict[str, Any]) -> bool:
+    """Whether the object, or the customer it belongs to, was erased."""
+    customer = obj.get("customer")
+    if isinstance(customer, dict):
+        customer = customer.get("id")
+    found = await conn.fetchval(
+        "SELECT " + buried_sql("$1::text", "$2::text"),
+        obj.get("id"),
+        customer if isinstance(customer, str) else None,
+    )
+    return bool(found)
