@@ -142,7 +142,7 @@ def _failing_once(name: str) -> list[list[tuple[str, Step]]]:
             if not failed:
                 failed.append(name)
                 raise RuntimeError("the worker died here")
-            return await step(erasure)  # type: ignore[arg-type]
+            return await step(erasure)
 
         return run
 
