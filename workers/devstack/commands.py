@@ -26,8 +26,9 @@ def localstripe(port: int) -> list[str]:
     return [str(VENV_BIN / "localstripe"), "--port", str(port), "--from-scratch"]
 
 
-def stripe_extras(port: int, localstripe_port: int) -> list[str]:
-    """What localstripe lacks, served in front of it (workers/devstack/stripe_extras.py)."""
+def stripe_extras(port: int, localstripe_port: int, *webhooks: str) -> list[str]:
+    """What localstripe lacks, served in front of it (workers/devstack/stripe_extras.py);
+    `webhooks` are its `--webhook-*` options (where and how it delivers events)."""
     upstream = f"http://127.0.0.1:{localstripe_port}"
     return [
         sys.executable,
@@ -37,4 +38,19 @@ def stripe_extras(port: int, localstripe_port: int) -> list[str]:
         str(port),
         "--upstream",
         upstream,
+        *webhooks,
+    ]
+
+
+def stripe_webhooks(web_port: int, secret: str, delay: str = "1:5", duplicates: float = 0.1) -> list[str]:
+    """The Stripe fake's options to deliver webhooks to `bindery web` as Stripe does."""
+    return [
+        "--webhook-url",
+        f"http://127.0.0.1:{web_port}/webhooks/stripe",
+        "--webhook-secret",
+        secret,
+        "--webhook-delay",
+        delay,
+        "--webhook-duplicates",
+        str(duplicates),
     ]

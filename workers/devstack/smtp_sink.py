@@ -5,7 +5,9 @@ per message and one log line (its Message-ID and size; never an address).
 
 For the tests of mass mail it can also misbehave like a real provider: `--tempfail-once
 TEXT` answers 451 to the first RCPT of each address containing TEXT, `--reject TEXT`
-answers 550 to every address containing it, `--no-smtputf8` does not offer SMTPUTF8.
+answers 550 to every address containing it, `--reject-data-once TEXT` answers 550 to the
+first message whose content holds TEXT (a filter refusing it once), `--no-smtputf8` does
+not offer SMTPUTF8.
 """
 
 from __future__ import annotations
@@ -22,12 +24,19 @@ from aiosmtpd.controller import Controller
 
 
 class MaildirHandler:
-    def __init__(self, directory: Path, tempfail_once: str | None = None, reject: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        tempfail_once: str | None = None,
+        reject: str | None = None,
+        reject_data_once: str | None = None,
+    ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.count = 0
         self.tempfail_once, self.reject = tempfail_once, reject
         self.tempfailed: set[str] = set()
+        self.reject_data_once = reject_data_once.encode() if reject_data_once else None
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -42,6 +51,10 @@ class MaildirHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         data: bytes = envelope.original_content or envelope.content
+        if self.reject_data_once and self.reject_data_once in data:
+            self.reject_data_once = None
+            print("smtp-sink: refused a message (550) once", flush=True)
+            return "550 5.7.1 message refused"
         self.count += 1
         name = f"{time.time_ns()}-{self.count}.eml"
         temporary = self.directory / (name + ".tmp")
@@ -59,10 +72,11 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(".dev/mail"))
     parser.add_argument("--tempfail-once", metavar="TEXT")
     parser.add_argument("--reject", metavar="TEXT")
+    parser.add_argument("--reject-data-once", metavar="TEXT")
     parser.add_argument("--no-smtputf8", action="store_true")
     args = parser.parse_args()
     controller = Controller(
-        MaildirHandler(args.dir, args.tempfail_once, args.reject),
+        MaildirHandler(args.dir, args.tempfail_once, args.reject, args.reject_data_once),
         hostname=args.host,
         port=args.port,
         enable_SMTPUTF8=not args.no_smtputf8,

@@ -122,7 +122,12 @@ def run_dev_stack(settings: Settings) -> int:
         "s3": seaweedfs.server_command(dev_dir / "s3", dev_dir / "s3-identities.json", s3_port, settings),
         "smtp": commands.smtp_sink(smtp_port, dev_dir / "mail"),
         "localstripe": commands.localstripe(localstripe_port),
-        "stripe": commands.stripe_extras(stripe_port, localstripe_port),
+        # Webhooks reach the web process late, some twice, out of order, as Stripe's do.
+        "stripe": commands.stripe_extras(
+            stripe_port,
+            localstripe_port,
+            *commands.stripe_webhooks(web_port, settings.webhook_secrets[0]),
+        ),
     }
     manager = Manager(Printer(sys.stdout))
     for name, argv in stand_ins.items():
@@ -152,7 +157,7 @@ bindery dev: ready
   API          {base}   (OpenAPI: {base}/openapi.json, metrics: {base}/metrics)
   S3           http://127.0.0.1:{ports["s3"]}
   SMTP sink    127.0.0.1:{ports["smtp"]}  (messages in .dev/mail/)
-  Stripe fake  http://127.0.0.1:{ports["stripe"]}
+  Stripe fake  http://127.0.0.1:{ports["stripe"]}  (webhooks to /webhooks/stripe, 1-5 s late)
   metrics      {base}/metrics, worker :{worker_metrics}, scheduler :{scheduler_metrics}
   dev token    in .dev/dev-token
 

@@ -8,15 +8,24 @@ forwards every other request to localstripe unchanged:
 - confirming a SetupIntent attaches its payment method to the intent's customer and,
   for SEPA Debit, creates a multi-use mandate named in the intent's `mandate`;
 - `GET /v1/mandates/{id}`;
-- `GET /v1/payment_methods?customer=…&type=sepa_debit` and `GET /v1/setup_intents?customer=…`.
+- `GET /v1/payment_methods?customer=…&type=sepa_debit` and `GET /v1/setup_intents?customer=…`;
+- deleting a customer cancels its subscriptions first, as Stripe does, so that
+  `customer.subscription.deleted` for each comes with `customer.deleted`.
+
+Webhooks go out through `stripe_webhooks.Relay`, late, sometimes twice, out of order and
+retried, as Stripe delivers them: localstripe's own events (it is told to send them
+here) and those it never sends (`payment_method.attached` and `.detached`,
+`setup_intent.succeeded`, `mandate.updated`).
 
 `POST /_extras/mandates/{id}` with `status=…` changes a mandate, as a bank would.
-Run: `python -m workers.devstack.stripe_extras --port P --upstream http://127.0.0.1:Q`.
+Run: `python -m workers.devstack.stripe_extras --port P --upstream http://127.0.0.1:Q
+[--webhook-url URL --webhook-secret S [--webhook-delay MIN:MAX] …]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import time
@@ -25,10 +34,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from workers.devstack.stripe_webhooks import Relay, WebhookConfig, new_event
+
 Obj = dict[str, Any]
 UPSTREAM = web.AppKey("upstream", str)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STATE = web.AppKey("state", dict)
+RELAY = web.AppKey("relay", Relay)
+# What localstripe signs its webhooks to us with: they never leave this machine.
+INTERNAL_SECRET = "whsec_localstripe_to_extras"  # noqa: S105  # nosec B105
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version")
 
 
@@ -87,6 +101,57 @@ def _mandate(payment_method_id: str) -> Obj:
     }
 
 
+def _emit(request: web.Request, event_type: str, obj: Obj, previous: Obj | None = None) -> None:
+    request.app[RELAY].send(new_event(event_type, obj, previous))
+
+
+async def relay(request: web.Request) -> web.Response:
+    """localstripe's own webhooks, passed on as Stripe would deliver them."""
+    request.app[RELAY].send(await request.json())
+    return web.Response()
+
+
+async def webhooks_status(request: web.Request) -> web.Response:
+    return _json(200, request.app[RELAY].status())
+
+
+async def configure_webhooks(request: web.Request) -> web.Response:
+    try:
+        config = WebhookConfig.from_json(await request.json())
+    except (KeyError, TypeError, ValueError) as error:
+        return _json(400, {"error": {"type": "invalid_request_error", "message": str(error)}})
+    request.app[RELAY].configure(config)
+    return _json(200, request.app[RELAY].status())
+
+
+async def delete_customer(request: web.Request) -> web.Response:
+    """Stripe cancels a deleted customer's subscriptions; localstripe does not."""
+    customer = request.match_info["id"]
+    status, page = await _call(request, "GET", f"/v1/subscriptions?customer={customer}&limit=100")
+    if status == 200:
+        for subscription in page.get("data", []):
+            if subscription.get("status") != "canceled":
+                await _call(request, "DELETE", f"/v1/subscriptions/{subscription['id']}")
+    status, payload = await _forward(request)
+    return _json(status, payload)
+
+
+async def attach_payment_method(request: web.Request) -> web.Response:
+    status, method = await _forward(request)
+    if status == 200:
+        _emit(request, "payment_method.attached", method)
+    return _json(status, method)
+
+
+async def detach_payment_method(request: web.Request) -> web.Response:
+    method_id = request.match_info["id"]
+    _, before = await _call(request, "GET", f"/v1/payment_methods/{method_id}")
+    status, method = await _forward(request)
+    if status == 200:
+        _emit(request, "payment_method.detached", method, {"customer": before.get("customer")})
+    return _json(status, method)
+
+
 async def create_payment_method(request: web.Request) -> web.Response:
     status, method = await _forward(request)
     if status == 200 and method.get("type") == "sepa_debit":
@@ -116,11 +181,15 @@ async def confirm_setup_intent(request: web.Request) -> web.Response:
         attach = f"/v1/payment_methods/{method_id}/attach"
         await _call(request, "POST", attach, f"customer={customer}".encode())
     _, method = await _call(request, "GET", f"/v1/payment_methods/{method_id}")
+    if customer:
+        _emit(request, "payment_method.attached", method)
     if method.get("type") == "sepa_debit":
         mandate = _mandate(method_id)
         request.app[STATE]["mandates"][mandate["id"]] = mandate
         request.app[STATE]["intent_mandates"][intent["id"]] = mandate["id"]
-    return _json(200, _with_mandate(request.app, intent))
+    confirmed = _with_mandate(request.app, intent)
+    _emit(request, "setup_intent.succeeded", confirmed)
+    return _json(200, confirmed)
 
 
 async def setup_intent(request: web.Request) -> web.Response:
@@ -153,6 +222,7 @@ async def change_mandate(request: web.Request) -> web.Response:
     if found is None:
         return _missing("mandate", mandate_id)
     found["status"] = (await request.post())["status"]
+    _emit(request, "mandate.updated", found)
     return _json(200, found)
 
 
@@ -161,17 +231,54 @@ async def forward(request: web.Request) -> web.Response:
     return _json(status, payload)
 
 
-def create_app(upstream: str) -> web.Application:
+REGISTER_FOR_SECONDS = 60.0
+
+
+async def _register_relay(app: web.Application, port: int) -> None:
+    """Tell localstripe to send its webhooks to our `/_relay`, once it answers."""
+    config = {"url": f"http://127.0.0.1:{port}/_relay", "secret": INTERNAL_SECRET}
+    deadline = time.monotonic() + REGISTER_FOR_SECONDS
+    while True:
+        try:
+            async with app[SESSION].post(app[UPSTREAM] + "/_config/webhooks/relay", json=config) as answer:
+                answer.raise_for_status()
+                return
+        except aiohttp.ClientError:
+            if time.monotonic() > deadline:
+                print("stripe_extras: localstripe never answered; its webhooks are not relayed", flush=True)
+                return
+            await asyncio.sleep(0.2)
+
+
+def create_app(
+    upstream: str, port: int | None = None, webhooks: WebhookConfig | None = None
+) -> web.Application:
+    """The server in front of localstripe; with `port` (its own), localstripe is told to
+    send its webhooks here to be relayed."""
     app = web.Application()
     app[UPSTREAM] = upstream.rstrip("/")
     app[STATE] = {"mandates": {}, "intent_mandates": {}, "sepa_methods": []}
+    app[RELAY] = Relay()
+    if webhooks is not None:
+        app[RELAY].configure(webhooks)
 
     async def session(app: web.Application) -> Any:
         app[SESSION] = aiohttp.ClientSession()
+        # localstripe may start after us (the dev stack starts both at once).
+        registering = asyncio.create_task(_register_relay(app, port)) if port is not None else None
         yield
+        if registering is not None:
+            registering.cancel()
+        await app[RELAY].close()
         await app[SESSION].close()
 
     app.cleanup_ctx.append(session)
+    app.router.add_post("/_relay", relay)
+    app.router.add_get("/_extras/webhooks", webhooks_status)
+    app.router.add_post("/_extras/webhooks", configure_webhooks)
+    app.router.add_delete("/v1/customers/{id}", delete_customer)
+    app.router.add_post("/v1/payment_methods/{id}/attach", attach_payment_method)
+    app.router.add_post("/v1/payment_methods/{id}/detach", detach_payment_method)
     app.router.add_post("/v1/payment_methods", create_payment_method)
     app.router.add_get("/v1/payment_methods", list_payment_methods)
     app.router.add_post("/v1/setup_intents/{id}/confirm", confirm_setup_intent)
@@ -188,8 +295,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="localstripe's base URL")
+    parser.add_argument("--webhook-url", help="where to deliver webhooks (bindery web's /webhooks/stripe)")
+    parser.add_argument("--webhook-secret", help="the endpoint's signing secret")
+    parser.add_argument("--webhook-delay", default="0:0", metavar="MIN:MAX", help="seconds before delivery")
+    parser.add_argument("--webhook-duplicates", type=float, default=0.0, help="share delivered twice")
+    parser.add_argument("--webhook-retry-for", type=float, default=60.0, help="seconds of retries")
     args = parser.parse_args()
-    web.run_app(create_app(args.upstream), host="127.0.0.1", port=args.port, print=None)
+    webhooks = None
+    if args.webhook_url:
+        low, _, high = args.webhook_delay.partition(":")
+        webhooks = WebhookConfig.from_json(
+            {
+                "url": args.webhook_url,
+                "secret": args.webhook_secret,
+                "delay_min": low,
+                "delay_max": high or low,
+                "duplicates": args.webhook_duplicates,
+                "retry_for": args.webhook_retry_for,
+            }
+        )
+    app = create_app(args.upstream, args.port, webhooks)
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None)
 
 
 if __name__ == "__main__":
