@@ -1,5 +1,9 @@
 """Erase many accounts, each with 2 small instance databases, 30 backup objects per
-instance and 200 inbox events, through `bindery worker` (2 processes × 8 threads).
+instance, 200 inbox events and a Stripe subscription paid by card, through `bindery
+worker` (2 processes × 8 threads), while Stripe's webhooks flow: the Stripe fake delivers
+every event to a `bindery web` (0.5–3 s late, one in ten twice), and deleting each
+customer sends `customer.subscription.deleted` and `customer.deleted`, which the inbox
+must store as ignored while the erasures run.
 
 Figures: accounts erased per second; backup objects deleted per second by erasure's
 `backup_objects` step, against raw batched `DeleteObjects` of the same number of objects
@@ -7,15 +11,17 @@ on the same S3 server in the same run, measured twice: the step alone (run for a
 accounts at a time as the workers have threads, over a copy of the accounts' objects),
 and inside the full run (one step's rate, while the other steps of 15 other erasures
 share the 2 cores); and the p95 time of one account's erasure, first step to done.
-`BENCH_ERASURE_ACCOUNTS` scales it down (default 1,000, the issue's figure).
+`BENCH_ERASURE_ACCOUNTS` scales it down (default 1,000).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -24,7 +30,16 @@ from typing import Any
 import asyncpg
 import redis
 
-from bench.common import OUT, Result, bench_env, scratch_database, wait_for_value
+from bench.common import (
+    BINDERY,
+    OUT,
+    Result,
+    bench_env,
+    process,
+    scratch_database,
+    wait_for_value,
+    wait_until,
+)
 from bench.s3 import s3_server
 from bench.workers import PROCESSES, THREADS, bindery_workers
 from workers.db import connect, drop_database, maintenance_dsn, quote_identifier
@@ -36,19 +51,23 @@ from workers.settings import Settings, load_settings
 ACCOUNTS = int(os.environ.get("BENCH_ERASURE_ACCOUNTS", "1000"))
 INSTANCES, OBJECTS, EVENTS = 2, 30, 200
 CONCURRENCY = 64
+WEBHOOK_SECRET = "whsec_bench_erasure"  # noqa: S105  # nosec B105 (the bench's own fake)
+AFTER_DELETION = ("customer.subscription.deleted", "customer.deleted")
 
 
 @contextmanager
-def stand_ins() -> Iterator[dict[str, str]]:
-    """SeaweedFS, the SMTP sink, localstripe behind stripe_extras; the variables naming them."""
+def stand_ins(web_port: int) -> Iterator[dict[str, str]]:
+    """SeaweedFS, the SMTP sink, localstripe behind stripe_extras delivering its webhooks
+    to `web_port`; the variables naming them."""
     OUT.mkdir(exist_ok=True)
     smtp_port, stripe_port, extras_port = free_port(), free_port(), free_port()
+    webhooks = commands.stripe_webhooks(web_port, WEBHOOK_SECRET, delay="0.5:3", duplicates=0.1)
     with ExitStack() as stack:
         s3_endpoint = stack.enter_context(s3_server("erasure"))
         for name, command, port in (
             ("smtp", commands.smtp_sink(smtp_port, OUT / "erasure-mail"), smtp_port),
             ("localstripe", commands.localstripe(stripe_port), stripe_port),
-            ("stripe_extras", commands.stripe_extras(extras_port, stripe_port), extras_port),
+            ("stripe_extras", commands.stripe_extras(extras_port, stripe_port, *webhooks), extras_port),
         ):
             stack.enter_context(running(name, command, port, OUT / f"erasure-{name}.log"))
         variables = {
@@ -56,9 +75,15 @@ def stand_ins() -> Iterator[dict[str, str]]:
             "SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
             "STRIPE_API_BASE": f"http://127.0.0.1:{extras_port}",
             "STRIPE_REQUESTS_PER_SECOND": "1000",
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
         os.environ.update(variables)
         yield variables
+
+
+def _webhooks_pending(stripe_base: str) -> int:
+    with urllib.request.urlopen(f"{stripe_base}/_extras/webhooks", timeout=5) as answer:
+        return int(json.load(answer)["pending"])
 
 
 async def _put_objects(settings: Settings, keys: list[str]) -> None:
@@ -73,11 +98,11 @@ async def _put_objects(settings: Settings, keys: list[str]) -> None:
 
 
 async def _populate(settings: Settings, tag: str) -> tuple[list[int], list[str]]:
-    """The accounts, their Stripe customers, instance databases, objects and events; the
-    accounts' erasure requests (due now); the instance database URLs."""
+    """The accounts, their Stripe customers and subscriptions, instance databases, objects
+    and events; the account ids and the instance database URLs."""
     from stripe import StripeClient
 
-    from tasks.erasure.requests import request_erasure
+    from tests.stripe_fake import monthly_plan, subscribe_by_card
     from workers.stripe_client import make_stripe_client
 
     conn = await connect(settings.database_url)
@@ -85,8 +110,9 @@ async def _populate(settings: Settings, tag: str) -> tuple[list[int], list[str]]
     client: StripeClient
     client, http = make_stripe_client(settings)
     base = settings.database_url.rsplit("/", 1)[0]
-    request_ids, database_urls, keys = [], [], []
+    account_ids, database_urls, keys = [], [], []
     try:
+        plan = await monthly_plan(client)
         for n in range(ACCOUNTS):
             email = f"bench.{tag}.{n}@example.org"
             account_id = await conn.fetchval(
@@ -99,6 +125,7 @@ async def _populate(settings: Settings, tag: str) -> tuple[list[int], list[str]]
             await conn.execute(
                 "UPDATE accounts SET stripe_customer_id = $1 WHERE id = $2", customer.id, account_id
             )
+            await subscribe_by_card(client, customer.id, plan)
             for i in range(INSTANCES):
                 name = f"bench_inst_{tag}_{n}_{i}"
                 await maintenance.execute("CREATE DATABASE " + quote_identifier(name))
@@ -141,14 +168,28 @@ async def _populate(settings: Settings, tag: str) -> tuple[list[int], list[str]]
                     for e in range(EVENTS)
                 ],
             )
-            request, _ = await request_erasure(conn, account_id, grace=timedelta(0), requested_by="bench")
-            request_ids.append(request["id"])
+            account_ids.append(account_id)
     finally:
         await maintenance.close()
         await conn.close()
         await http.close_async()
     await _put_objects(settings, keys)
-    return request_ids, database_urls
+    return account_ids, database_urls
+
+
+async def _request_erasures(settings: Settings, account_ids: list[int]) -> list[int]:
+    """The accounts' erasure requests, due now."""
+    from tasks.erasure.requests import request_erasure
+
+    conn = await connect(settings.database_url)
+    try:
+        requests = [
+            (await request_erasure(conn, account_id, grace=timedelta(0), requested_by="bench"))[0]["id"]
+            for account_id in account_ids
+        ]
+    finally:
+        await conn.close()
+    return requests
 
 
 async def _raw_delete_rate(settings: Settings, count: int) -> float:
@@ -261,22 +302,49 @@ async def _drop_instance_databases(tag: str) -> None:
         await drop_database(f"{base}/{row['datname']}")
 
 
+def _inbox_drained(database_url: str, timeout: float) -> None:
+    wait_for_value(
+        database_url,
+        "SELECT count(*) FROM stripe_events WHERE state IN ('received', 'processing')",
+        until=lambda pending: pending == 0,
+        timeout=timeout,
+        what="the inbox drained",
+    )
+
+
 def run() -> list[Result]:
     tag = secrets.token_hex(3)
-    with scratch_database() as database_url, stand_ins() as variables, instance_databases_dropped(tag):
+    web_port = free_port()
+    with (
+        scratch_database() as database_url,
+        stand_ins(web_port) as variables,
+        instance_databases_dropped(tag),
+    ):
         env = bench_env(database_url, **variables)
         os.environ["DATABASE_URL"] = database_url
         settings = load_settings()
-        request_ids, _ = asyncio.run(_populate(settings, tag))
-        objects = ACCOUNTS * INSTANCES * OBJECTS
-        baseline = asyncio.run(_raw_delete_rate(settings, objects))
-        step_alone = asyncio.run(_step_delete_rate(settings, objects))
+        stripe_base = variables["STRIPE_API_BASE"]
         redis.Redis.from_url(env["BROKER_URL"]).flushdb()
 
         from tasks.erasure.actors import run as erasure_run
         from workers.enqueue import enqueue_many
 
-        with bindery_workers(env, "erasure"):
+        with (
+            process([BINDERY, "web", "--port", str(web_port)], env, "erasure-web.log"),
+            bindery_workers(env, "erasure", "billing"),
+        ):
+            account_ids, _ = asyncio.run(_populate(settings, tag))
+            # The set-up's own webhooks (customers, subscriptions, invoices) in and applied.
+            wait_until(lambda: _webhooks_pending(stripe_base) == 0, 600, "the set-up's webhooks")
+            _inbox_drained(database_url, 600)
+            paid = asyncio.run(_count(database_url, "SELECT count(*) FROM paid_accounts"))
+            if paid != ACCOUNTS:
+                raise RuntimeError(f"{paid} of {ACCOUNTS} accounts are paid after the set-up's webhooks")
+            objects = ACCOUNTS * INSTANCES * OBJECTS
+            baseline = asyncio.run(_raw_delete_rate(settings, objects))
+            step_alone = asyncio.run(_step_delete_rate(settings, objects))
+            request_ids = asyncio.run(_request_erasures(settings, account_ids))
+
             started = time.perf_counter()
             enqueue_many(erasure_run.broker, [erasure_run.message(request_id) for request_id in request_ids])
             wait_for_value(
@@ -287,19 +355,26 @@ def run() -> list[Result]:
                 what="every erasure",
             )
             elapsed = time.perf_counter() - started
+            # Stripe's after-deletion webhooks: every one in, none applied.
+            wait_until(lambda: _webhooks_pending(stripe_base) == 0, 600, "the after-deletion webhooks")
+            _inbox_drained(database_url, 600)
         outcome = asyncio.run(_outcome(database_url))
+        late = asyncio.run(_after_deletion(database_url))
     if outcome["left"] or outcome["objects"] != objects:
         raise RuntimeError(
             f"erasure left {outcome['left']} accounts, deleted {outcome['objects']} of {objects}"
         )
+    if late["applied"] or late["subscriptions"] or late["ignored"] < 2 * ACCOUNTS:
+        raise RuntimeError(f"after-deletion webhooks: {late}")
     per_thread = outcome["objects"] / outcome["backup_seconds"]
+    webhooks = f"{late['ignored']:,} after-deletion webhooks stored as ignored during the run"
     return [
         Result(
             f"erasure: accounts/s ({ACCOUNTS:,}, {PROCESSES}p×{THREADS}t)",
             ACCOUNTS / elapsed,
             float("nan"),
             "accounts/s",
-            f"{INSTANCES} databases, {INSTANCES * OBJECTS} objects, {EVENTS} events each",
+            f"{INSTANCES} databases, {INSTANCES * OBJECTS} objects, {EVENTS} events each; {webhooks}",
         ),
         Result(
             f"erasure: backup objects deleted/s (the step alone, {PROCESSES * THREADS} at a time)",
@@ -313,7 +388,7 @@ def run() -> list[Result]:
             per_thread,
             baseline,
             "objects/s",
-            "the same baseline; the step shares the cores with the other erasures",
+            "the same baseline; the step shares the cores with the other erasures and the webhooks",
         ),
         Result(
             "erasure: p95 time per account",
@@ -323,3 +398,29 @@ def run() -> list[Result]:
             f"goal ≤ 5 s; mean of the slowest steps: {outcome['slowest_steps']}",
         ),
     ]
+
+
+async def _count(database_url: str, query: str) -> int:
+    conn = await connect(database_url)
+    try:
+        return int(await conn.fetchval(query))
+    finally:
+        await conn.close()
+
+
+async def _after_deletion(database_url: str) -> dict[str, int]:
+    """Stripe's after-deletion events in the inbox, by outcome, and subscriptions left."""
+    conn = await connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT state, count(*) FROM stripe_events WHERE type = ANY($1::text[]) GROUP BY state",
+            list(AFTER_DELETION),
+        )
+        by_state = {row[0]: row[1] for row in rows}
+        return {
+            "ignored": by_state.get("ignored", 0),
+            "applied": sum(count for state, count in by_state.items() if state != "ignored"),
+            "subscriptions": await conn.fetchval("SELECT count(*) FROM subscriptions"),
+        }
+    finally:
+        await conn.close()

@@ -51,25 +51,32 @@ def client_for(base: str) -> tuple[stripe.StripeClient, AIOHTTPClient]:
     return client, http
 
 
-async def subscribe_by_card(client: stripe.StripeClient, customer_id: str) -> tuple[str, str]:
-    """A card attached and made the default, and a monthly subscription; (card id, sub id)."""
+async def monthly_plan(client: stripe.StripeClient) -> str:
+    product = await client.v1.products.create_async(params={"name": "Pro"})
+    plan = await client.v1.plans.create_async(
+        params={"product": product.id, "currency": "eur", "amount": 1900, "interval": "month"}
+    )
+    return str(plan.id)
+
+
+async def subscribe_by_card(
+    client: stripe.StripeClient, customer_id: str, plan: str | None = None
+) -> tuple[str, str]:
+    """A card attached and made the default, and a monthly subscription (to `plan`, else a
+    new one); (card id, subscription id)."""
     card = await client.v1.payment_methods.create_async(params={"type": "card", "card": CARD})
     await client.v1.payment_methods.attach_async(card.id, params={"customer": customer_id})
     await client.v1.customers.update_async(
         customer_id, params={"invoice_settings": {"default_payment_method": card.id}}
     )
-    product = await client.v1.products.create_async(params={"name": "Pro"})
-    plan = await client.v1.plans.create_async(
-        params={"product": product.id, "currency": "eur", "amount": 1900, "interval": "month"}
-    )
     subscription = await client.v1.subscriptions.create_async(
-        params={"customer": customer_id, "items": [{"plan": plan.id}]}
+        params={"customer": customer_id, "items": [{"plan": plan or await monthly_plan(client)}]}
     )
     return card.id, subscription.id
 
 
-async def add_sepa(client: stripe.StripeClient, customer_id: str) -> tuple[str, str]:
-    """A SEPA Debit method saved through a SetupIntent, with its mandate; (method id, mandate id)."""
+async def sepa_set_up(client: stripe.StripeClient, customer_id: str) -> dict[str, Any]:
+    """A SEPA Debit method saved through a SetupIntent, as Checkout would; the intent."""
     method = await client.v1.payment_methods.create_async(
         params={"type": "sepa_debit", "sepa_debit": {"iban": IBAN}}
     )
@@ -77,5 +84,6 @@ async def add_sepa(client: stripe.StripeClient, customer_id: str) -> tuple[str, 
         params={"customer": customer_id, "payment_method_types": ["sepa_debit"]}
     )
     confirmed = await client.v1.setup_intents.confirm_async(intent.id, params={"payment_method": method.id})
-    assert confirmed.status == "succeeded" and isinstance(confirmed.mandate, str)
-    return method.id, confirmed.mandate
+    assert confirmed.status == "succeeded" and confirmed.mandate
+    result: dict[str, Any] = confirmed.to_dict()
+    return result

@@ -15,9 +15,8 @@ from tasks.billing.backfill import backfill
 from tasks.billing.refetch import Mode, Refetcher
 from tasks.billing.stripe_calls import StripeGate
 from tests.billing_events import deliver, event, new_account
+from tests.stripe_fake import IBAN, sepa_set_up
 from workers.errors import JobError
-
-IBAN = "DE89370400440532013000"
 
 
 async def customer_for_new_account(pool: asyncpg.Pool, client: stripe.StripeClient) -> tuple[int, str]:
@@ -32,20 +31,6 @@ async def attached_card(client: stripe.StripeClient, customer_id: str) -> dict[s
     method = await client.v1.payment_methods.create_async(params={"type": "card", "card": card})
     attached = await client.v1.payment_methods.attach_async(method.id, params={"customer": customer_id})
     result: dict[str, Any] = attached.to_dict()
-    return result
-
-
-async def sepa_set_up(client: stripe.StripeClient, customer_id: str) -> dict[str, Any]:
-    """A SEPA Debit method saved through a SetupIntent, as Checkout would; the intent."""
-    method = await client.v1.payment_methods.create_async(
-        params={"type": "sepa_debit", "sepa_debit": {"iban": IBAN}}
-    )
-    intent = await client.v1.setup_intents.create_async(
-        params={"customer": customer_id, "payment_method_types": ["sepa_debit"]}
-    )
-    confirmed = await client.v1.setup_intents.confirm_async(intent.id, params={"payment_method": method.id})
-    assert confirmed.status == "succeeded" and confirmed.mandate
-    result: dict[str, Any] = confirmed.to_dict()
     return result
 
 

@@ -27,7 +27,7 @@ from tests.breach_setup import create_campaign, recipient_counts, sink
 from tests.erasure_scenario import database_exists, objects_under
 from tests.http import answers, call, finished_job
 from tests.processes import bindery, eventually, run_bindery, wait_until
-from tests.stripe_fake import add_sepa, client_for, deliveries, delivering_stripe, subscribe_by_card
+from tests.stripe_fake import client_for, deliveries, delivering_stripe, sepa_set_up, subscribe_by_card
 from workers.db import connect, drop_database, ensure_database
 from workers.devstack import commands
 from workers.devstack.servers import free_port
@@ -169,7 +169,8 @@ async def test_the_life_of_a_customer(
                     )
                     card_id, sub_id = await subscribe_by_card(client, customer_id)
                     await subscribe_by_card(client, other_customer)
-                    sepa_id, mandate_id = await add_sepa(client, customer_id)
+                    intent = await sepa_set_up(client, customer_id)
+                    sepa_id, mandate_id = intent["payment_method"], intent["mandate"]
                     await eventually(
                         lambda: _value(
                             pool,

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.http import answers, call
 from tests.processes import BINDERY, bindery_env, run_bindery, wait_until
+from workers.db import connect
 from workers.devstack import seaweedfs
 from workers.devstack.servers import free_port, free_port_block
 
@@ -79,6 +83,19 @@ def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str
             "GET", f"http://127.0.0.1:{stripe}/v1/customers", headers={"Authorization": "Bearer sk_test_dev"}
         )
         assert stripe_status == 200
+        # The Stripe fake delivers its webhooks to the web process, as Stripe would.
+        created = urllib.request.Request(
+            f"http://127.0.0.1:{stripe}/v1/customers",
+            data=b"email=dev%40example.org",
+            headers={"Authorization": "Bearer sk_test_dev"},
+        )
+        with urllib.request.urlopen(created, timeout=10) as answer:
+            customer_id = json.load(answer)["id"]
+        wait_until(
+            lambda: asyncio.run(_inbox_has(database_url, "customer.created", customer_id)),
+            60,
+            "the customer.created webhook in the inbox",
+        )
         assert "curl" in (tmp_path / "dev.log").read_text()
 
         second = run_bindery("dev", env=env, timeout=30)
@@ -94,6 +111,18 @@ def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str
         if stack.poll() is None:
             os.killpg(stack.pid, signal.SIGKILL)
         log.close()
+
+
+async def _inbox_has(database_url: str, event_type: str, object_id: str) -> bool:
+    conn = await connect(database_url)
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT count(*) FROM stripe_events WHERE type = $1 AND object_id = $2", event_type, object_id
+            )
+        )
+    finally:
+        await conn.close()
 
 
 def test_dev_stack_names_the_unreachable_database(tmp_path: Path) -> None:

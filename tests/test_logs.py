@@ -75,4 +75,4 @@ def test_an_exception_is_logged_without_a_library_message_that_may_quote_data(
         assert "rue de la Paix" not in err and "jeanne" not in err and "Dupont" not in err
         assert err.count("builtins.ValueError (message withheld") == 2 and "builtins.KeyError" in err
         assert "test_logs.py" in err  # the frames are kept
-        assert "workers.jobs.JobError: instance 12 is unreachable" in err
+        assert "workers.errors.JobError: instance 12 is unreachable" in err
