@@ -3,8 +3,7 @@
 Every text and JSON column of every table is searched for the account's email
 (case-insensitively), names and Stripe customer id, every `account_id` column for its
 id; the S3 prefixes of its instances are listed; Stripe is asked for the customer.
-Its Stripe objects' ids are searched for too (not its invoices', kept by law). The
-bookkeeping of erasure itself (requests, steps, ledger) and the audit log hold ids only
+The bookkeeping of erasure itself (requests, steps, ledger) and the audit log hold ids only
 and are not searched for the id. The account row and the captured identity
 (`erasure_subjects`) are the places allowed to hold them still: both are deleted right
 after, in the last step.
@@ -228,11 +227,11 @@ async def find_leftovers(erasure: Erasure) -> dict[str, int]:
     identity = erasure.identity
     needles = []
     if identity is not None:
-        needles = [*(name.lower() for name in identity.names), *(i.lower() for i in identity.stripe_ids)]
+        needles = [name.lower() for name in identity.names]
         if identity.email:
             needles.append(identity.email.lower())
-        # Invoices are kept by law (steps.RETENTION), with their own ids.
-        needles = [needle for needle in needles if not needle.startswith("in_")]
+        if identity.customer_id:
+            needles.append(identity.customer_id.lower())
     found = await _scanner().submit(_Probe(erasure.pool, erasure.account_id, tuple(needles)))
     async with s3_session(erasure) as client:
         for instance_id in erasure.instance_ids:
