@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 import asyncpg
 
 from tasks.billing.masking import mask_card_numbers, may_hold_card_number
-from tasks.billing.tombstones import buried_sql
 from workers.db import Connection
 
 
@@ -105,7 +104,7 @@ async def store_events(conn: asyncpg.Pool | Connection, events: list[IncomingEve
     """Insert the batch; per event, True when it is new and to be processed (False: a
     replay, which changed nothing, or an event about an erased customer, kept as ignored)."""
     rows = await conn.fetch(
-        f"""
+        """
         INSERT INTO stripe_events (id, type, object_id, created, livemode, payload, state, processed_at)
         SELECT id, type, CASE WHEN buried THEN NULL ELSE object_id END, created, livemode,
                CASE WHEN buried THEN NULL ELSE payload::jsonb END,
@@ -113,7 +112,11 @@ async def store_events(conn: asyncpg.Pool | Connection, events: list[IncomingEve
           FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::boolean[], $6::text[],
                       $7::text[])
                AS incoming(id, type, object_id, created, livemode, payload, customer_id)
-               CROSS JOIN LATERAL (SELECT {buried_sql("object_id", "customer_id")} AS buried) AS erased
+               CROSS JOIN LATERAL (
+                   SELECT EXISTS (SELECT 1 FROM stripe_tombstones  -- tasks/billing/tombstones.py
+                                   WHERE digest IN (sha256(convert_to(object_id, 'UTF8')),
+                                                    sha256(convert_to(customer_id, 'UTF8'))))
+                          AS buried) AS erased
         ON CONFLICT (id) DO NOTHING
         RETURNING id, state
         """,

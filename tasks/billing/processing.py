@@ -18,7 +18,6 @@ from tasks.billing.objects import handler_for
 from tasks.billing.ordering import apply_in_order
 from tasks.billing.refetch import Refetcher
 from tasks.billing.setup_intents import apply_setup_intent
-from tasks.billing.tombstones import buried_sql
 from workers.db import Connection, redoable_transaction
 from workers.errors import JobError
 from workers.jobs import describe_error
@@ -32,14 +31,17 @@ MAX_ATTEMPTS = 8
 
 # `buried`: the event is about an erased customer or object (tasks/billing/tombstones.py),
 # buried after the event was stored.
-CLAIM = f"""
+CLAIM = """
     UPDATE stripe_events SET state = 'processing', attempts = attempts + 1,
            lease_until = now() + $2::interval
       -- A claim lost in a server crash is only a lease lost: commit it without a flush.
       FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
      WHERE id = ANY($1::text[]) AND (state = 'received' OR (state = 'processing' AND lease_until < now()))
     RETURNING id, type, object_id, created, payload, attempts,
-              {buried_sql("object_id", "payload #>> '{{data,object,customer}}'")} AS buried
+              EXISTS (SELECT 1 FROM stripe_tombstones
+                       WHERE digest IN (sha256(convert_to(object_id, 'UTF8')),
+                                        sha256(convert_to(payload #>> '{data,object,customer}', 'UTF8'))))
+                  AS buried
 """
 
 

@@ -13,8 +13,9 @@ about a buried id, and none may bring the customer's data back:
 - every other writer (backfill, setup intents) goes through `apply_in_order`, which
   refuses a buried object.
 
-A tombstone is the sha256 of the id (`DIGEST` in SQL), never the id: verification of
-an erasure searches every table for the raw ids.
+A tombstone is the sha256 of the id, never the id (verification of an erasure searches
+every table for the raw ids): `sha256(convert_to(id, 'UTF8'))`, written out in each query
+that checks one (the inbox's insert, processing's claim, `is_buried`).
 """
 
 from __future__ import annotations
@@ -23,22 +24,13 @@ from typing import Any
 
 from workers.db import Connection
 
-# The digest of a text id, in SQL; NULL stays NULL.
-DIGEST = "sha256(convert_to({}, 'UTF8'))"
-
-
-def buried_sql(*ids: str) -> str:
-    """A SQL condition: one of these id expressions (text, or NULL) is buried."""
-    digests = ", ".join(DIGEST.format(expression) for expression in ids)
-    return f"EXISTS (SELECT 1 FROM stripe_tombstones WHERE digest IN ({digests}))"
-
 
 async def bury(conn: Connection, stripe_ids: list[str]) -> int:
     """Bury the ids (a customer's, its objects'); returns how many were new."""
     result = await conn.fetchval(
-        f"""WITH buried AS (
+        """WITH buried AS (
                 INSERT INTO stripe_tombstones (digest)
-                SELECT DISTINCT {DIGEST.format("id")} FROM unnest($1::text[]) AS ids(id)
+                SELECT DISTINCT sha256(convert_to(id, 'UTF8')) FROM unnest($1::text[]) AS ids(id)
                 ON CONFLICT DO NOTHING RETURNING 1)
             SELECT count(*) FROM buried""",
         stripe_ids,
@@ -52,7 +44,9 @@ async def is_buried(conn: Connection, obj: dict[str, Any]) -> bool:
     if isinstance(customer, dict):
         customer = customer.get("id")
     found = await conn.fetchval(
-        "SELECT " + buried_sql("$1::text", "$2::text"),
+        """SELECT EXISTS (SELECT 1 FROM stripe_tombstones
+                           WHERE digest IN (sha256(convert_to($1::text, 'UTF8')),
+                                            sha256(convert_to($2::text, 'UTF8'))))""",
         obj.get("id"),
         customer if isinstance(customer, str) else None,
     )
