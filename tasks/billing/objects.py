@@ -45,7 +45,7 @@ async def link_objects(conn: Connection, customer_id: str) -> None:
             f"""UPDATE {table} SET account_id = a.id, updated_at = now()
                   FROM accounts a
                  WHERE a.stripe_customer_id = $1 AND {table}.customer_id = $1
-                   AND {table}.account_id IS DISTINCT FROM a.id""",
+                   AND {table}.account_id IS DISTINCT FROM a.id""",  # nosec B608
             customer_id,
         )
 
