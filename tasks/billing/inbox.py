@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from tasks.billing.masking import mask_card_numbers, may_hold_card_number
+from tasks.billing.objects import reference_id
 from workers.db import Connection
 
 
@@ -85,14 +86,12 @@ def parse_event(body: bytes) -> IncomingEvent:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict):
         raise MalformedEvent("missing data.object")
-    object_id, customer = obj.get("id"), obj.get("customer")
-    if isinstance(customer, dict):  # expanded
-        customer = customer.get("id")
+    object_id = obj.get("id")
     return IncomingEvent(
         id=event_id,
         type=event_type,
         object_id=object_id if isinstance(object_id, str) else None,
-        customer_id=customer if isinstance(customer, str) else None,
+        customer_id=reference_id(obj.get("customer")),
         created=datetime.fromtimestamp(created, UTC),
         livemode=livemode,
         # Most events hold no long digit run at all: store the body as received.

@@ -22,32 +22,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.billing.objects import reference_id
 from workers.db import Connection
 
 
-async def bury(conn: Connection, stripe_ids: list[str]) -> int:
-    """Bury the ids (a customer's, its objects'); returns how many were new."""
-    result = await conn.fetchval(
-        """WITH buried AS (
-                INSERT INTO stripe_tombstones (digest)
-                SELECT DISTINCT sha256(convert_to(id, 'UTF8')) FROM unnest($1::text[]) AS ids(id)
-                ON CONFLICT DO NOTHING RETURNING 1)
-            SELECT count(*) FROM buried""",
+async def bury(conn: Connection, stripe_ids: list[str]) -> None:
+    """Bury the ids (a customer's, its objects'); burying one twice changes nothing."""
+    await conn.execute(
+        """INSERT INTO stripe_tombstones (digest)
+           SELECT DISTINCT sha256(convert_to(id, 'UTF8')) FROM unnest($1::text[]) AS ids(id)
+           ON CONFLICT DO NOTHING""",
         stripe_ids,
     )
-    return int(result or 0)
 
 
 async def is_buried(conn: Connection, obj: dict[str, Any]) -> bool:
     """Whether the object, or the customer it belongs to, was erased."""
-    customer = obj.get("customer")
-    if isinstance(customer, dict):
-        customer = customer.get("id")
     found = await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM stripe_tombstones
                            WHERE digest IN (sha256(convert_to($1::text, 'UTF8')),
                                             sha256(convert_to($2::text, 'UTF8'))))""",
         obj.get("id"),
-        customer if isinstance(customer, str) else None,
+        reference_id(obj.get("customer")),
     )
     return bool(found)
