@@ -15,6 +15,7 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import AsyncIO
 
+from workers.prefetched import ReturnPrefetched
 from workers.queues import QUEUES
 from workers.resources import ResourcesMiddleware
 from workers.scheduled_runs import ScheduledRunMiddleware
@@ -34,6 +35,7 @@ def build_broker(settings: Settings, *, with_metrics: bool = False) -> dramatiq.
     broker.add_middleware(ResourcesMiddleware(settings))
     broker.add_middleware(ScheduledRunMiddleware())
     broker.add_middleware(OneStopPerSignal())
+    broker.add_middleware(ReturnPrefetched())
     if with_metrics:
         # Imported late: it reads its port and directory from the environment at import.
         from dramatiq.middleware.prometheus import Prometheus

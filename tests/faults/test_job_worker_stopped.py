@@ -2,7 +2,8 @@
 
 A graceful stop is not a crash: the jobs already running finish and their outcome is
 recorded before the process lets go of its database pool, and the messages not started
-go back to the broker. So nothing is left for the reconciler, and nothing runs twice.
+go back to the broker, those its consumer had fetched ahead included (workers/prefetched.py).
+So nothing is left for the reconciler, and nothing runs twice.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ async def test_jobs_running_at_a_graceful_stop_finish_once(
         )
         assert left == [], "jobs the stopped worker left running or failed"
         assert await pings.runs() == stopped_with
+        held = {key: redis_client.zcard(key) for key in redis_client.scan_iter("bindery:__acks__.*")}
+        assert not any(held.values()), f"messages still held for the stopped worker: {held}"
         # No reconciler, no waiting for a lease: the next worker takes the rest from the broker.
         with ping_worker(env, tmp_path / "worker-2.log", THREADS):
             await eventually(pings.all_done, 90, "every job done")
