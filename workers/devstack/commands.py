@@ -5,8 +5,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from workers.devstack.servers import VENV_BIN
-
 
 def smtp_sink(port: int, directory: Path, *faults: str) -> list[str]:
     """The SMTP sink; `faults` are its misbehaviour options (see workers/devstack/smtp_sink.py)."""
@@ -23,7 +21,9 @@ def smtp_sink(port: int, directory: Path, *faults: str) -> list[str]:
 
 
 def localstripe(port: int) -> list[str]:
-    return [str(VENV_BIN / "localstripe"), "--port", str(port), "--from-scratch"]
+    """localstripe, in memory only (workers/devstack/localstripe_in_memory.py)."""
+    module = "workers.devstack.localstripe_in_memory"
+    return [sys.executable, "-m", module, "--port", str(port), "--from-scratch"]
 
 
 def stripe_extras(port: int, localstripe_port: int, *webhooks: str) -> list[str]:
