@@ -164,7 +164,11 @@ async def test_the_sweeper_removes_what_the_catalog_does_not_know_and_stale_uplo
         upload = await client.create_multipart_upload(
             Bucket=settings.s3_bucket, Key=f"instances/{instance_id}/x"
         )
-        assert await sweep(pool, settings, client) == {"objects": 0, "multipart_uploads": 0}  # too recent
+        assert await sweep(pool, settings, client) == {
+            "objects": 0,
+            "multipart_uploads": 0,
+            "scratch_databases": 0,
+        }  # too recent
         later = datetime.now(UTC) + timedelta(days=2)
         swept = await sweep(pool, settings, client, now=later)
         listing = await client.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"instances/{instance_id}/")

@@ -17,10 +17,12 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Protocol
 
 import pyrage
 import zstandard
+
+from workers.libpq import tool_connection
 
 CHUNK = 1 << 20
 MIN_PART = 5 << 20  # S3's smallest part (but the last)
@@ -30,6 +32,16 @@ SPOOL_IN_MEMORY = 8 << 20  # a part larger than this waits on disk
 
 class BackupFailed(Exception):
     """A stage failed; the message says which (no data, no connection string)."""
+
+
+def _age_recipients(recipients: list[str]) -> list[pyrage.x25519.Recipient]:
+    return [pyrage.x25519.Recipient.from_str(recipient) for recipient in recipients]
+
+
+def seal(data: bytes, recipients: list[str]) -> bytes:
+    """`data` age-encrypted to the backup recipients, as the dumps are."""
+    sealed: bytes = pyrage.encrypt(data, _age_recipients(recipients))
+    return sealed
 
 
 def part_size_for(database_bytes: int) -> int:
@@ -155,7 +167,8 @@ def stream_backup(
 ) -> Streamed:
     """Dump, compress, encrypt and hand over every part. Blocking: run it in a thread.
     `progress` is told the bytes dumped so far, chunk by chunk (from this thread)."""
-    keys = [pyrage.x25519.Recipient.from_str(recipient) for recipient in recipients]
+    keys = _age_recipients(recipients)
+    url, env = tool_connection(database_url)
     # bandit: fixed argv, no shell; pg_dump from PATH as installed
     dump = subprocess.Popen(  # nosec B603, B607
         # -Z0: zstd compresses better and faster than pg_dump's own zlib.
@@ -166,8 +179,9 @@ def stream_backup(
             "--no-owner",
             *([f"--snapshot={snapshot}"] if snapshot else []),
             "--dbname",
-            database_url,
+            url,
         ],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,  # its messages may name the database's contents; the status is enough
     )
@@ -193,7 +207,12 @@ def stream_backup(
     return Streamed(reader.raw_bytes, writer.size, writer.sha256.hexdigest(), writer.parts)
 
 
-def restore_stream(read_chunk: Callable[[], bytes], identity: str, target: IO[bytes]) -> None:
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+
+
+def restore_stream(read_chunk: Callable[[], bytes], identity: str, target: Sink) -> None:
     """Decrypt and decompress an object read chunk by chunk into `target` (e.g. pg_restore's stdin)."""
 
     class _Source:

@@ -4,13 +4,19 @@ taken in the very snapshot pg_dump dumped). Passing marks the backup `verified` 
 records `restore_tested_at`.
 
 One backup a night, and the instances take turns: the one restore-tested longest ago
-(or never) goes first, so every instance is restored in turn."""
+(or never) goes first, so every instance is restored in turn.
+
+The scratch database holds a customer's data in clear. Its run holds an advisory lock
+named after it for as long as it exists; a scratch database whose lock nobody holds was
+left by a run that died (kill -9, a lost machine), and the sweeper drops it, as does
+the next restore test before it starts."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -37,23 +43,58 @@ async def next_to_restore(pool: asyncpg.Pool) -> uuid.UUID | None:
     return backup_id
 
 
+SCRATCH_PREFIX = "bindery_restore_test_"
+SCRATCH_LOCK = 0x72_65_73_74  # first key of the scratch databases' advisory locks
+TRY_LOCK = "SELECT pg_try_advisory_lock($1::int, hashtext($2))"
+LOCK = "SELECT pg_advisory_lock($1::int, hashtext($2))"
+UNLOCK = "SELECT pg_advisory_unlock($1::int, hashtext($2))"
+
+
+async def drop_abandoned_scratch(pool: asyncpg.Pool, settings: Settings) -> int:
+    """Drop the scratch databases no live restore test holds; how many."""
+    names = await pool.fetch("SELECT datname FROM pg_database WHERE starts_with(datname, $1)", SCRATCH_PREFIX)
+    dropped = 0
+    async with pool.acquire() as conn:
+        for row in names:
+            if not await conn.fetchval(TRY_LOCK, SCRATCH_LOCK, row["datname"]):
+                continue  # its run is alive
+            try:
+                await drop_database(_scratch_url(settings, row["datname"]))
+                dropped += 1
+            finally:
+                await conn.execute(UNLOCK, SCRATCH_LOCK, row["datname"])
+    return dropped
+
+
+def _scratch_url(settings: Settings, name: str) -> str:
+    """A database of that name on the main cluster, reached as DATABASE_URL reaches it."""
+    return urlunsplit(urlsplit(settings.database_url)._replace(path="/" + name))
+
+
 async def restore_test(
     pool: asyncpg.Pool, settings: Settings, client: Any, backup_id: uuid.UUID
 ) -> dict[str, Any]:
     expected = await pool.fetchval("SELECT table_counts FROM backups WHERE id = $1", backup_id)
     if expected is None:
         raise BackupFailed(f"backup {backup_id} has no table counts to compare")
-    scratch = settings.database_url.rsplit("/", 1)[0] + f"/bindery_restore_test_{secrets.token_hex(4)}"
-    await ensure_database(scratch)
-    try:
-        await restore_backup(pool, settings, client, backup_id, scratch)
-        conn = await connect(scratch)
+    await drop_abandoned_scratch(pool, settings)
+    name = SCRATCH_PREFIX + secrets.token_hex(4)
+    scratch = _scratch_url(settings, name)
+    async with pool.acquire() as holder:
+        await holder.fetchval(LOCK, SCRATCH_LOCK, name)
         try:
-            restored = await table_counts(conn)
+            await ensure_database(scratch)
+            try:
+                await restore_backup(pool, settings, client, backup_id, scratch)
+                conn = await connect(scratch)
+                try:
+                    restored = await table_counts(conn)
+                finally:
+                    await conn.close()
+            finally:
+                await drop_database(scratch)
         finally:
-            await conn.close()
-    finally:
-        await drop_database(scratch)
+            await holder.execute(UNLOCK, SCRATCH_LOCK, name)
     if restored != expected:
         differing = sorted(
             set(restored) ^ set(expected) | {t for t in restored if restored.get(t) != expected.get(t)}

@@ -1,5 +1,6 @@
 """One backup of one instance for one day: claimed in the catalog, streamed to S3, then
-a manifest, and only then `complete`; read back at once, and then `verified`.
+a manifest (age-encrypted too), and only then `complete`; read back at once, and then
+`verified`. The bucket holds ciphertext only.
 
 The same (instance, day) twice makes one backup: a complete (or verified) one is kept,
 a running one with a live lease is left to its worker, a failed or abandoned one is
@@ -29,7 +30,7 @@ from typing import IO, Any
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.backups.pipeline import BackupFailed, Streamed, part_size_for, stream_backup
+from tasks.backups.pipeline import BackupFailed, Streamed, part_size_for, seal, stream_backup
 from tasks.backups.restore import verify_backup
 from workers.db import quote_identifier, rows_affected
 from workers.errors import JobError
@@ -114,7 +115,7 @@ async def _claim(
             day,
             (latest["generation"] + 1) if latest is not None else 1,
             f"{prefix}.dump.zst.age",
-            f"{prefix}.manifest.json",
+            f"{prefix}.manifest.json.age",
             LEASE,
         )
         assert claimed is not None
@@ -326,8 +327,10 @@ async def _upload(
         "finished_at": datetime.now(UTC).isoformat(),
         "format": "pg_dump -Fc -Z0 | zstd | age",
     }
-    # Written last: a backup without its manifest is not a backup.
-    await client.put_object(Bucket=bucket, Key=row["manifest_key"], Body=json.dumps(manifest).encode())
+    # Written last: a backup without its manifest is not a backup. Encrypted like the dump:
+    # table names and row counts say what a customer keeps (`patients`, `salaries`…).
+    sealed = seal(json.dumps(manifest).encode(), settings.backup_recipients)
+    await client.put_object(Bucket=bucket, Key=row["manifest_key"], Body=sealed)
     return streamed, snapshot.version, counts
 
 

@@ -3,7 +3,9 @@
 An object under `instances/` that is neither the object nor the manifest of a catalog
 row that is not `expired` is deleted once it is older than a grace (a backup being
 written now has its row already, but give the clock some slack); multipart uploads
-started more than a day ago are aborted (a worker that died mid-upload left them).
+started more than a day ago are aborted (a worker that died mid-upload left them); a
+restore test's scratch database left by a run that died is dropped
+(tasks/backups/restore_test.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from tasks.backups.restore_test import drop_abandoned_scratch
 from workers.settings import Settings
 
 GRACE = timedelta(hours=1)
@@ -45,4 +48,5 @@ async def sweep(
                 Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
             )
             aborted += 1
-    return {"objects": len(unknown), "multipart_uploads": aborted}
+    scratch = await drop_abandoned_scratch(pool, settings)
+    return {"objects": len(unknown), "multipart_uploads": aborted, "scratch_databases": scratch}

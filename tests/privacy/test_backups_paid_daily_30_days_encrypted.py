@@ -14,11 +14,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
+import pyrage
 
 from scheduler.jobs import SCHEDULE
 from tasks.backups.actors import paid_instances
 from tasks.backups.expiry import expire_backups
-from tasks.backups.restore import restore_backup, verify_backup
+from tasks.backups.restore import read_identity, restore_backup, verify_backup
 from tasks.backups.run import run_backup
 from tests.instances import add_instance
 from workers.db import connect, drop_database, ensure_database
@@ -71,10 +72,12 @@ async def test_a_backup_is_streamed_encrypted_with_a_manifest_and_restores(
         stored = await (await client.get_object(Bucket=settings.s3_bucket, Key=row["object_key"]))[
             "Body"
         ].read()
-        manifest = json.loads(
-            await (await client.get_object(Bucket=settings.s3_bucket, Key=row["manifest_key"]))["Body"].read()
-        )
-    assert stored.startswith(b"age-encryption.org/v1")
+        sealed = await (await client.get_object(Bucket=settings.s3_bucket, Key=row["manifest_key"]))[
+            "Body"
+        ].read()
+    identity = pyrage.x25519.Identity.from_str(read_identity(settings.backup_identity_file))
+    manifest = json.loads(pyrage.decrypt(sealed, [identity]))
+    assert stored.startswith(b"age-encryption.org/v1") and sealed.startswith(b"age-encryption.org/v1")
     row_7 = b"8f14e45fceea167a5a36dedd4bea2543"  # md5('7'), a value of the orders table
     assert b"PGDMP" not in stored and b"orders" not in stored and row_7 not in stored
     assert manifest["sha256"] == row["sha256"] and manifest["object_bytes"] == len(stored)
