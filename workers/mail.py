@@ -1,18 +1,15 @@
-"""Sending one email through `SMTP_URL` (STARTTLS when the URL says so or in production),
-and the one check of an address that every mail bindery sends goes through."""
+"""Sending one email through `SMTP_URL` (TLS as workers/smtp_server.py says), and the one
+check of an address that every mail bindery sends goes through."""
 
 from __future__ import annotations
 
 import re
 from email.message import EmailMessage
-from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
 
 from workers.errors import JobError
 from workers.settings import Settings
-
-SMTP_TIMEOUT_SECONDS = 30.0
 
 # What an address may not hold outside a quoted local part, which no customer address
 # needs: whitespace, and the characters that separate, comment or quote in a header
@@ -60,26 +57,24 @@ def permanent_refusal(error: Exception) -> int | None:
 
 async def send_message(settings: Settings, message: EmailMessage) -> None:
     """Send one message to its one `To` mailbox. Raises NotAMailbox or MailRefused for what
-    will never be delivered; 4xx replies and connection errors raise as aiosmtplib's."""
+    will never be delivered, MailNotProtected when TLS cannot be had; 4xx replies and
+    connection errors raise as aiosmtplib's."""
     mailbox(str(message["To"] or ""), "the recipient's address")
-    parts = urlsplit(settings.smtp_url.get_secret_value())
-    implicit_tls = parts.scheme == "smtps"
+    client = await settings.smtp_server().connected()
     try:
-        await aiosmtplib.send(
-            message,
-            hostname=parts.hostname,
-            port=parts.port or (465 if implicit_tls else 25),
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-            use_tls=implicit_tls,
-            # Production refuses a plaintext SMTP_URL at start (workers/settings.py); here
-            # STARTTLS is used whenever the server offers it.
-            start_tls=None if not implicit_tls else False,
-            timeout=SMTP_TIMEOUT_SECONDS,
-        )
+        await client.send_message(message)
     except aiosmtplib.SMTPException as error:
         code = permanent_refusal(error)
         if code is None:
             raise
         # aiosmtplib's exception names the address: it stays here.
         raise MailRefused(code) from None
+    finally:
+        await _quit(client)
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from workers.smtp_server import SmtpServer, is_loopback, smtp_server
+
 # Development defaults. Production refuses every one of them (see `production_problems`).
 DEV_STRIPE_API_KEY = "sk_test_bindery_development"
 # bandit: a development default, refused in production
@@ -97,6 +99,8 @@ class Settings(BaseSettings):
     backup_concurrency: int = Field(default=2, ge=1, le=100)
 
     smtp_url: SecretStr = SecretStr("smtp://127.0.0.1:8025")
+    # The certificate authorities SMTP servers are checked against (default: the system's).
+    smtp_ca_file: Path | None = None
     mail_from: str = "bindery <no-reply@bindery.localhost>"
     # Where customers write about their data (the policy names the GDPR referral contact).
     privacy_contact: str = "privacy@bindery.localhost"
@@ -158,9 +162,7 @@ class Settings(BaseSettings):
     @field_validator("smtp_url")
     @classmethod
     def _smtp_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError("expected smtp://[user:pass@]host[:port] or smtps://…")
+        smtp_server(value.get_secret_value(), development=True)
         return value
 
     @field_validator("backup_recipients")
@@ -174,6 +176,12 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.bindery_env == "production"
+
+    def smtp_server(self) -> SmtpServer:
+        """SMTP_URL read as every sender reads it (a method: `model_copy` may change the URL)."""
+        return smtp_server(
+            self.smtp_url.get_secret_value(), development=not self.is_production, ca_file=self.smtp_ca_file
+        )
 
     @property
     def limiter_redis_url(self) -> str | None:
@@ -226,13 +234,12 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
     )
     refuse(
         "S3_ENDPOINT_URL",
-        (settings.s3_endpoint_url or "https://").startswith("http://"),
-        "plain HTTP is refused in production",
+        urlsplit(settings.s3_endpoint_url or "https://").scheme != "https",
+        "only https:// is accepted in production",
     )
-    smtp = urlsplit(settings.smtp_url.get_secret_value())
     refuse(
         "SMTP_URL",
-        smtp.hostname in ("127.0.0.1", "localhost"),
+        is_loopback(settings.smtp_server().hostname),
         "the local development sink is refused in production",
     )
     refuse(
@@ -254,7 +261,7 @@ def load_settings() -> Settings:
         raise SettingsError(f"invalid setting {variable}: {first['msg']}") from None
     if settings.tls_cert_file and not settings.tls_key_file:
         raise SettingsError("invalid setting TLS_KEY_FILE: required with TLS_CERT_FILE")
-    for path_variable in ("tls_cert_file", "tls_key_file"):
+    for path_variable in ("tls_cert_file", "tls_key_file", "smtp_ca_file"):
         path = getattr(settings, path_variable)
         if path is not None and not path.is_file():
             raise SettingsError(f"invalid setting {path_variable.upper()}: no such file")
