@@ -13,11 +13,12 @@ import os
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.middleware import AsyncIO
+from dramatiq.middleware import AsyncIO, default_middleware
 
 from workers.prefetched import ReturnPrefetched
 from workers.queues import QUEUES
 from workers.resources import ResourcesMiddleware
+from workers.safe_retries import without_data
 from workers.scheduled_runs import ScheduledRunMiddleware
 from workers.settings import Settings, load_settings
 from workers.stop_signal import OneStopPerSignal
@@ -26,11 +27,12 @@ from workers.stop_signal import OneStopPerSignal
 def build_broker(settings: Settings, *, with_metrics: bool = False) -> dramatiq.Broker:
     url = settings.broker_url
     broker: dramatiq.Broker
+    middleware = without_data([make() for make in default_middleware])
     if url.startswith(("amqp://", "amqps://")):
-        broker = RabbitmqBroker(url=url, confirm_delivery=True)
+        broker = RabbitmqBroker(url=url, confirm_delivery=True, middleware=middleware)
     else:
         # Redis keeps nothing on disk here; the reconcilers re-enqueue what it loses.
-        broker = RedisBroker(url=url, namespace="bindery")  # type: ignore[no-untyped-call]
+        broker = RedisBroker(url=url, namespace="bindery", middleware=middleware)  # type: ignore[no-untyped-call]
     broker.add_middleware(AsyncIO())
     broker.add_middleware(ResourcesMiddleware(settings))
     broker.add_middleware(ScheduledRunMiddleware())

@@ -63,6 +63,20 @@ def _describe(error: BaseException) -> str:
     return f"{name} (message withheld: a driver or library may quote the data it choked on)"
 
 
+def safe_traceback(error: BaseException) -> str:
+    """The traceback of `error` and of what caused it: frames and exception types, with
+    messages only for bindery's own exceptions."""
+    lines: list[str] = []
+    current: BaseException | None = error
+    while current is not None:  # the exception, then what caused it
+        frames = traceback.format_list(traceback.extract_tb(current.__traceback__))
+        lines[:0] = [*frames, _describe(current) + "\n"]
+        current = current.__cause__ or current.__context__
+        if current is not None:
+            lines[:0] = ["(which caused the following)\n"]
+    return "Traceback (most recent call last):\n" + "".join(lines)
+
+
 def describe_exception(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -73,15 +87,7 @@ def describe_exception(
     info = _exc_info(event_dict.pop("exc_info", None))
     if info is None:
         return event_dict
-    lines: list[str] = []
-    error: BaseException | None = info[1]
-    while error is not None:  # the exception, then what caused it
-        frames = traceback.format_list(traceback.extract_tb(error.__traceback__))
-        lines[:0] = [*frames, _describe(error) + "\n"]
-        error = error.__cause__ or error.__context__
-        if error is not None:
-            lines[:0] = ["(which caused the following)\n"]
-    event_dict["exception"] = "Traceback (most recent call last):\n" + "".join(lines)
+    event_dict["exception"] = safe_traceback(info[1])
     return event_dict
 
 
