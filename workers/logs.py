@@ -2,7 +2,8 @@
 
 Logs carry ids, never personal data. `redact_personal_data` is the safety net for
 the day someone logs the wrong field: any key that looks like personal data or a
-secret is replaced, and any value that looks like an email address is masked.
+secret is replaced (ids excepted), any value that looks like an email address is
+masked, and the userinfo (user and password) of any URL is removed.
 """
 
 from __future__ import annotations
@@ -18,8 +19,15 @@ from typing import Any
 import structlog
 
 REDACTED = "[redacted]"
-_SENSITIVE_KEY = re.compile(r"email|name|address|vat|password|token|secret", re.IGNORECASE)
-_EMAIL = re.compile(r"[^\s@<>\"']+@[^\s@<>\"']+\.[^\s@<>\"']+")
+_SENSITIVE_KEY = re.compile(
+    r"mail|name|address|contact|phone|iban|vat|customer|password|passwd|token|secret|credential"
+    r"|api_key|authorization|cookie|dsn|database_url|broker_url|smtp_url",
+    re.IGNORECASE,
+)
+# The local part stops at `/` and brackets, so that a URL's scrubbed userinfo is left alone.
+_EMAIL = re.compile(r"[^\s@<>\"'/\[\]]+@[^\s@<>\"']+\.[^\s@<>\"']+")
+# scheme://userinfo@ : up to the last `@` of the authority (a password may hold a raw `@`).
+_URL_USERINFO = re.compile(r"([a-z][a-z0-9+.-]*://)[^/\s?#]*@", re.IGNORECASE)
 # Structlog's own keys, and ids (which are what logs are for), are never redacted.
 _ALWAYS_KEPT = {"event", "level", "logger", "timestamp", "exception"}
 
@@ -32,7 +40,7 @@ def _is_sensitive_key(key: str) -> bool:
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _EMAIL.sub(REDACTED, value)
+        return _EMAIL.sub(REDACTED, _URL_USERINFO.sub(rf"\1{REDACTED}@", value))
     if isinstance(value, dict):
         return {key: REDACTED if _is_sensitive_key(str(key)) else _scrub(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
