@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import secrets
 import signal
 import time
@@ -20,9 +19,9 @@ import pytest
 import stripe
 from aiohttp.test_utils import TestClient, TestServer
 
-from tasks.billing.masking import luhn_valid
 from tests.billing_events import new_id
 from tests.http import answers
+from tests.privacy.card_detector import card_numbers
 from tests.processes import bindery, bindery_env, wait_until
 from workers.devstack.servers import free_port
 from workers.settings import load_settings
@@ -154,8 +153,7 @@ async def test_card_like_numbers_never_reach_the_inbox(
     body = json.dumps(event).encode()
     assert (await client.post("/webhooks/stripe", data=body, headers=signed(body))).status == 200
     payload = json.dumps(await pool.fetchval("SELECT payload FROM stripe_events WHERE id = $1", event["id"]))
-    for candidate in re.findall(r"\d(?:[ -]?\d){12,18}", payload):
-        assert not luhn_valid(re.sub(r"[ -]", "", candidate)), candidate
+    assert card_numbers(payload) == []
     assert '"ref": "12345"' in payload  # short numbers are left alone
 
 
