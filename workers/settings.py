@@ -8,6 +8,7 @@ defaults, so a forgotten variable cannot ship a test key.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -130,6 +131,9 @@ class Settings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     trust_proxy: bool = False
+    # With TRUST_PROXY: the peers whose X-Forwarded-Proto is believed (IP networks); by
+    # default a proxy on the same machine.
+    trusted_proxies: CommaList = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"], min_length=1)
 
     # How long a verified API token is trusted without asking the database again
     # (a revocation takes at most this long to bite).
@@ -163,6 +167,16 @@ class Settings(BaseSettings):
     @classmethod
     def _smtp_url(cls, value: SecretStr) -> SecretStr:
         smtp_server(value.get_secret_value(), development=True)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network: {network}") from None
         return value
 
     @field_validator("backup_recipients")

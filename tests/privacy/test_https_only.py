@@ -50,6 +50,29 @@ def test_behind_a_proxy_plain_http_is_refused(database_url: str, tmp_path: Path)
         status, _, _ = call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "https"})
         assert status == 200
         assert call("GET", f"{base}/openapi.json")[0] == 403  # no header: not known to be HTTPS
+        # The nearest proxy's value counts, not one the client put before it.
+        assert call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "https, http"})[0] == 403
+        assert call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "http, https"})[0] == 200
+
+
+def test_behind_a_proxy_the_header_counts_only_from_a_trusted_proxy(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = bindery_env(**PRODUCTION_READY, TRUSTED_PROXIES="10.0.0.0/8,fd00::/8")
+    with bindery("web", "--port", str(port), log=tmp_path / "web.log", env=env):
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web to answer")
+        # 127.0.0.1 is not one of the proxies: anyone can write the header.
+        status, _, body = call("GET", f"{base}/openapi.json", headers={"X-Forwarded-Proto": "https"})
+        assert status == 403 and body["error"] == "https_required"
+
+
+def test_a_malformed_proxy_network_stops_the_process() -> None:
+    result = run_bindery(
+        "web", "--port", "1", env=bindery_env(**PRODUCTION_READY, TRUSTED_PROXIES="10.0.0.0/33")
+    )
+    assert result.returncode == 2 and "TRUSTED_PROXIES" in result.stderr
 
 
 def test_production_without_tls_or_proxy_refuses_to_start() -> None:

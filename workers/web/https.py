@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 
 from aiohttp import web
@@ -25,14 +26,30 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 def forwarded_https_only(settings: Settings) -> Middleware | None:
-    """Behind a proxy: refuse what the proxy says arrived over plain HTTP."""
+    """Behind a proxy: refuse what did not come through a trusted proxy over HTTPS.
+
+    X-Forwarded-Proto is believed only from a peer in TRUSTED_PROXIES (anyone reaching the
+    port directly can write the header), and only its last value, the one the nearest
+    proxy set: earlier ones may be the client's own."""
     if not settings.trust_proxy:
         return None
+    proxies = [ipaddress.ip_network(network, strict=False) for network in settings.trusted_proxies]
+
+    def through_trusted_proxy_over_https(request: web.Request) -> bool:
+        try:
+            peer = ipaddress.ip_address(request.remote or "")
+        except ValueError:
+            return False
+        if not any(peer in network for network in proxies):
+            return False
+        values = [
+            value for header in request.headers.getall("X-Forwarded-Proto", []) for value in header.split(",")
+        ]
+        return bool(values) and values[-1].strip().lower() == "https"
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-        if proto != "https" and request.path not in _PROBES:
+        if request.path not in _PROBES and not through_trusted_proxy_over_https(request):
             return json_error(403, "https_required", "this API is served over HTTPS only")
         return await handler(request)
 
