@@ -63,10 +63,14 @@ async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
         "DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1", now - JOBS_RETENTION
     )
     # Stripe payloads go once processed and past the retention; the ids stay a while
-    # longer to recognise Stripe's retries (it retries for up to three days).
+    # longer to recognise Stripe's retries (it retries for up to three days). A failed
+    # event's payload goes too, the retention after it arrived: an operator has had that
+    # long to retry it; its row (ids, type, error) stays as the record of the failure.
     payloads = await pool.execute(
-        "UPDATE stripe_events SET payload = NULL "
-        "WHERE payload IS NOT NULL AND state IN ('done', 'ignored') AND processed_at < $1",
+        """UPDATE stripe_events SET payload = NULL
+            WHERE payload IS NOT NULL
+              AND ((state IN ('done', 'ignored') AND processed_at < $1)
+                   OR (state = 'failed' AND received_at < $1))""",
         now - STRIPE_PAYLOAD_RETENTION,
     )
     events = await pool.execute(

@@ -230,6 +230,30 @@ async def test_pruning_drops_old_payloads_then_old_ids(pool: asyncpg.Pool) -> No
     assert kept == {ids[10]: {"x": 1}, ids[40]: None}
 
 
+async def test_pruning_drops_the_payload_of_an_event_failed_long_ago_and_keeps_its_row(
+    pool: asyncpg.Pool,
+) -> None:
+    now = datetime(2027, 1, 1, tzinfo=UTC)
+    ids = {age: f"evt_failed{age}{secrets.token_hex(4)}" for age in (10, 40, 100)}
+    for age, event_id in ids.items():
+        await pool.execute(
+            """INSERT INTO stripe_events (id, type, created, state, received_at, attempts, last_error, payload)
+               VALUES ($1, 'invoice.paid', $2, 'failed', $2, 8, 'CheckViolationError',
+                       '{"x": 1}')""",
+            event_id,
+            now - timedelta(days=age),
+        )
+    await prune_records(pool, now)
+    kept = {
+        row["id"]: (row["state"], row["payload"])
+        for row in await pool.fetch(
+            "SELECT id, state, payload FROM stripe_events WHERE id = ANY($1)", list(ids.values())
+        )
+    }
+    # Still retryable within the retention; afterwards a record of the failure without the data.
+    assert kept == {ids[10]: ("failed", {"x": 1}), ids[40]: ("failed", None), ids[100]: ("failed", None)}
+
+
 async def test_an_event_whose_worker_died_is_picked_up_after_its_lease(pool: asyncpg.Pool) -> None:
     customer, sub = new_id("cus"), new_id("sub")
     orphan = event("customer.subscription.created", subscription(sub, customer, "active"))
