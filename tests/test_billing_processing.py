@@ -237,9 +237,9 @@ async def test_pruning_drops_the_payload_of_an_event_failed_long_ago_and_keeps_i
     ids = {age: f"evt_failed{age}{secrets.token_hex(4)}" for age in (10, 40, 100)}
     for age, event_id in ids.items():
         await pool.execute(
-            """INSERT INTO stripe_events (id, type, created, state, received_at, attempts, last_error, payload)
-               VALUES ($1, 'invoice.paid', $2, 'failed', $2, 8, 'CheckViolationError',
-                       '{"x": 1}')""",
+            """INSERT INTO stripe_events
+                      (id, type, created, state, received_at, attempts, last_error, payload)
+               VALUES ($1, 'invoice.paid', $2, 'failed', $2, 8, 'CheckViolationError', '{"x": 1}')""",
             event_id,
             now - timedelta(days=age),
         )
