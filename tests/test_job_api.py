@@ -73,6 +73,8 @@ async def test_unknown_job_is_404(client: TestClient[Any, Any], token: str) -> N
         (b"[1, 2]", "application/json", 422, "invalid_arguments"),
         (b'{"unexpected": 1}', "application/json", 422, "invalid_arguments"),
         (b"x" * (MAX_BODY + 1), "application/json", 413, "request_entity_too_large"),
+        (b"[" * 50_000 + b"]" * 50_000, "application/json", 400, "too_deeply_nested"),  # json.loads recurses
+        (b'{"a": ' * 33 + b"1" + b"}" * 33, "application/json", 400, "too_deeply_nested"),
     ],
 )
 async def test_bad_requests_get_json_errors_and_store_nothing(

@@ -64,7 +64,7 @@ def parse_event(body: bytes) -> IncomingEvent:
     try:
         text = body.decode()
         event = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedEvent("body is not JSON") from None
     # Only an escape (\\u…) can smuggle in what Postgres refuses to store: a NUL, or half
     # of a surrogate pair. Raw UTF-8 has passed the strict decode above.

@@ -54,6 +54,21 @@ async def _authenticate(request: web.Request, verifier: TokenVerifier) -> TokenI
     return identity
 
 
+MAX_NESTING = 32
+
+
+def _nesting(value: Any) -> int:
+    """How deep arrays and objects nest in a decoded JSON value (without recursing)."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            pending += [(child, depth) for child in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
 async def _read_arguments(request: web.Request) -> dict[str, Any]:
     body = await request.read()  # raises 413 past the app's client_max_size
     if not body.strip():
@@ -64,6 +79,13 @@ async def _read_arguments(request: web.Request) -> dict[str, Any]:
         arguments = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _Refused(json_error(400, "malformed_json", "the body is not valid JSON")) from None
+    except RecursionError:
+        arguments = None
+    if arguments is None or _nesting(arguments) > MAX_NESTING:
+        # No job takes arguments nested this deep; validating or storing them would recurse.
+        raise _Refused(
+            json_error(400, "too_deeply_nested", f"arguments nest at most {MAX_NESTING} levels deep")
+        ) from None
     if not isinstance(arguments, dict):
         raise _Refused(json_error(422, "invalid_arguments", "the body must be a JSON object"))
     return arguments
