@@ -7,7 +7,8 @@ two lanes never hold the same row.
 Exactly once, per recipient: a row is `sent` only after the server accepted the message.
 Outcomes are written every FLUSH_EVERY messages, so a crash re-sends at most what its lane
 had sent but not yet recorded: the reconciler returns rows whose lease ran out to
-`pending` (duplicates bounded by one batch per lane in flight).
+`pending` (duplicates bounded by one batch per lane in flight). A live lane renews the
+lease of the rows it still holds every RENEW_EVERY, whatever the rate.
 
 Outcomes: a 2xx reply is `sent`; 4xx replies and connection errors come back `pending`
 after a backoff, up to BREACH_MAX_ATTEMPTS tries, then `failed`; 5xx is `failed` with its
@@ -33,6 +34,7 @@ from workers.settings import Settings
 from workers.smtp_pool import SmtpPool
 
 LEASE = timedelta(minutes=5)
+RENEW_EVERY = LEASE / 3
 FLUSH_EVERY = 20
 MAX_BACKOFF_SECONDS = 600.0
 TOKENS_AT_ONCE = 20
@@ -47,7 +49,9 @@ CONNECTION_ERRORS = (
 
 
 # The next due rows of a campaign, in account order, for one lane (SKIP LOCKED: never a row
-# another lane holds); with what the message needs of each account. The claimed rows are
+# another lane holds); with what the message needs of each account. The address is the
+# account's own at sending time (a customer who changed it mid-campaign is written to at
+# the new one), unless the row's was scrubbed: its erasure has begun. The claimed rows are
 # updated through `= ANY (ARRAY(…))`, by primary key: Postgres may plan a prepared statement
 # once for any parameters, and joining on the locked rows themselves was then planned for
 # a tenth of the table (`LIMIT $2` unknown): a hash join over every recipient and account.
@@ -62,9 +66,17 @@ claimed AS (
        SET state = 'sending', attempts = attempts + 1, lease_until = now() + $3::interval
      WHERE campaign_id = $1 AND account_id = ANY (ARRAY(SELECT account_id FROM due))
     RETURNING account_id, email, attempts)
-SELECT c.account_id, c.email, c.attempts, a.id IS NOT NULL AS exists,
-       a.first_name, a.last_name, a.business_name
+SELECT c.account_id, CASE WHEN c.email IS NOT NULL THEN a.email END AS email, c.attempts,
+       a.id IS NOT NULL AS exists, a.first_name, a.last_name, a.business_name
   FROM claimed c LEFT JOIN accounts a ON a.id = c.account_id
+"""
+
+# The rows a lane still holds stay its own while it works through them, however slow the
+# provider's rate: without this, at a rate below a batch per LEASE the reconciler would
+# hand rows still being sent to another lane, which would send them again.
+RENEW = """
+UPDATE breach_recipients SET lease_until = now() + $3::interval
+ WHERE campaign_id = $1 AND account_id = ANY ($2::bigint[]) AND state = 'sending'
 """
 
 
@@ -165,7 +177,13 @@ async def send_batch(lane: Lane, campaign_id: int) -> dict[str, int | float | No
     outcomes: list[Outcome] = []
     counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0}
     wait = None
+    loop = asyncio.get_running_loop()
+    renewed_at, held = loop.time(), [r["account_id"] for r in claimed]
     for done, row in enumerate(claimed):
+        if loop.time() - renewed_at > RENEW_EVERY.total_seconds():
+            # Those sent but not yet recorded too: a lane sending them again would be a duplicate.
+            await pool.execute(RENEW, campaign_id, held, LEASE)
+            renewed_at = loop.time()
         outcome = await _send_one(lane, prepared, row)
         outcomes.append(outcome)
         if outcome.state == "pending" and outcome.reply_code is None:
