@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import dramatiq
 import pytest
@@ -94,3 +95,33 @@ async def test_a_refused_transaction_raises_and_the_next_batch_goes_through(
     await enqueuer.close()
     assert redis_client.llen("enqueue-test:default") == 5
     assert redis_client.hlen("enqueue-test:default.msgs") == 5
+
+
+def test_the_layout_is_the_one_dramatiq_itself_writes(redis_client: redis.Redis) -> None:
+    """Dramatiq's own enqueue and ours, side by side in two namespaces: the same keys, of
+    the same types, holding the same messages. A Dramatiq release that moves anything
+    fails here before it loses a job."""
+    ours = RedisBroker(url=REDIS_URL, namespace="layout-ours")
+    theirs = RedisBroker(url=REDIS_URL, namespace="layout-theirs")
+    message = _messages(1, "record", "default")[0]
+    enqueue_many(ours, [message])
+    theirs.enqueue(message.copy())
+
+    def layout(namespace: str) -> dict[str, Any]:
+        keys = {
+            key.decode().removeprefix(namespace): redis_client.type(key)
+            for key in redis_client.scan_iter(f"{namespace}*")
+        }
+        # Every call of Dramatiq's script beats its broker's heart; that is not the message.
+        keys.pop(":__heartbeats__", None)
+        return keys
+
+    assert layout("layout-ours") == layout("layout-theirs") == {":default.msgs": b"hash", ":default": b"list"}
+    [(our_id, our_data)] = redis_client.hgetall("layout-ours:default.msgs").items()
+    [(their_id, their_data)] = redis_client.hgetall("layout-theirs:default.msgs").items()
+    assert redis_client.lrange("layout-ours:default", 0, -1) == [our_id]
+    assert redis_client.lrange("layout-theirs:default", 0, -1) == [their_id]
+    ours_decoded, theirs_decoded = dramatiq.Message.decode(our_data), dramatiq.Message.decode(their_data)
+    assert ours_decoded.options == {"redis_message_id": our_id.decode()}
+    assert theirs_decoded.options == {"redis_message_id": their_id.decode()}
+    assert ours_decoded.asdict() | {"options": {}} == theirs_decoded.asdict() | {"options": {}}

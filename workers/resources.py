@@ -15,7 +15,7 @@ import dramatiq
 import redis.asyncio
 import stripe
 from dramatiq.asyncio import get_event_loop_thread
-from stripe._http_client import AIOHTTPClient
+from stripe import AIOHTTPClient
 
 from workers.audit_log import AuditLog
 from workers.db import create_pool

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import stripe
-from stripe._http_client import AIOHTTPClient
+from stripe import AIOHTTPClient
 
 from workers.db import Connection, connect
 from workers.settings import Settings
