@@ -33,7 +33,7 @@ import stripe  # noqa: E402
 
 from tests.databases import new_bindery_database  # noqa: E402
 from workers.db import create_pool, drop_database  # noqa: E402
-from workers.reachability import START_POSTGRES, START_RABBITMQ, START_REDIS  # noqa: E402
+from workers.devstack.local_services import START_POSTGRES, START_RABBITMQ, START_REDIS  # noqa: E402
 
 REDIS_URL = os.environ["BROKER_URL"]
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"

@@ -77,8 +77,11 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.devstack.stack import run_dev_stack
-
+    try:
+        from workers.devstack.stack import run_dev_stack
+    except ModuleNotFoundError:  # the installed package leaves the development stack out
+        print("bindery dev: the development stack runs from a checkout (`make run`)", file=sys.stderr)
+        return 2
     return run_dev_stack(settings)
 
 

@@ -23,6 +23,7 @@ from honcho.printer import Printer
 
 from workers.db import connect, migrate_database
 from workers.devstack import commands, seaweedfs
+from workers.devstack.local_services import START_POSTGRES, START_RABBITMQ, START_REDIS
 from workers.devstack.servers import VENV_BIN, port_open, wait_for_port
 from workers.reachability import broker_problem, postgres_problem
 from workers.settings import Settings
@@ -81,7 +82,9 @@ def run_dev_stack(settings: Settings) -> int:
     lock = _lock(dev_dir)
     if lock is None:
         return 1
-    problem = asyncio.run(postgres_problem(settings.database_url)) or broker_problem(settings.broker_url)
+    problem = asyncio.run(postgres_problem(settings.database_url, START_POSTGRES)) or broker_problem(
+        settings.broker_url, START_REDIS, START_RABBITMQ
+    )
     if problem:
         print(f"bindery: {problem}", file=sys.stderr)
         return 1
