@@ -511,6 +511,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(settings, args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Whoever read our output went away (`bindery … | head`): stop quietly, as Unix tools
+        # do; what is still buffered goes nowhere rather than into a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as error:
         from workers.errors import describe_startup_error
 

@@ -21,6 +21,6 @@ def describe_startup_error(error: BaseException) -> str | None:
     if isinstance(error, OSError | asyncio.TimeoutError | asyncpg.CannotConnectNowError):
         return (
             f"cannot reach PostgreSQL at DATABASE_URL ({type(error).__name__}); "
-            "is it running? (see the README's Local services)"
+            "is it running? (the README's two commands say how to start it)"
         )
     return None
