@@ -56,8 +56,8 @@ class _Compressing:
     def __init__(self, source: IO[bytes], progress: Callable[[int], None] | None) -> None:
         self.source = source
         self.progress = progress
-        # Level 1: as fast as the dump comes on two cores; level 3 halved the backup's speed
-        # for about a tenth less stored (bench/RESULTS.md).
+        # Level 1: it keeps up with pg_dump on two cores; higher levels store a little less
+        # and slow the whole backup down to their own speed.
         self.compressor = zstandard.ZstdCompressor(level=1).compressobj()
         self.pending = bytearray()  # deleting from its front is cheap, unlike bytes slicing
         self.raw_bytes = 0

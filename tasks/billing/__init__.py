@@ -1,2 +1,2 @@
-"""Billing sync with Stripe: the signed-webhook inbox (and, as they land, processing,
-outbound customer sync, backfill and reconciliation)."""
+"""Billing sync with Stripe: the signed-webhook inbox, ordered processing, outbound
+customer sync, backfill and reconciliation."""

@@ -1,1 +1,1 @@
-"""Breach notification: every customer emailed exactly once (issue 8)."""
+"""Breach notification: every customer emailed exactly once."""

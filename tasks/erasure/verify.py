@@ -44,10 +44,8 @@ TEXT_TYPES = ("text", "character varying", "json", "jsonb")
 # matching grows with the number of needles), and how long a verification waits for
 # others to share its scan. A scan costs nearly the same for one erasure as for eight:
 # most of it is Postgres writing every payload as text and the worker decoding it, and
-# one erasure's needles add about a sixth (100,000 inbox rows: 0.3 s in Postgres, 0.04 s
-# to decode, 0.015 s a needle). Left to chance, 1,000 erasures shared 372 scans; waiting,
-# 125, and they ran at 6.5 accounts/s instead of 4.4 (bench/RESULTS.md). A lone erasure
-# pays the wait once.
+# one erasure's needles add little to that. Waiting a little lets concurrent erasures
+# share a scan instead of each paying for its own; a lone erasure pays the wait once.
 SCAN_BATCH = 8
 SCAN_LINGER = 1.0  # seconds
 
