@@ -7,7 +7,8 @@ documentation. The nearest figure it documents is its API's rate limit in live m
 The same paced load goes to the bare aiohttp handler first (the baseline: what the
 generator and the machine sustain). Checked afterwards: every event acknowledged with
 a 200 is in the inbox (none lost), every bad signature got a 400 and stored nothing,
-and the web process's memory (VmRSS, sampled each second) stays flat.
+and the web process's memory (VmRSS, sampled each second) stays flat. Latencies (p50,
+p99, max; from sending a request to reading its answer) are reported for both sides.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class Outcome:
     refused_bad: set[str] = field(default_factory=set)
     late: int = 0  # requests that started more than a second behind their schedule
     seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, request sent → answer read
+
+    def percentile(self, share: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
 async def paced(url: str, items: list[Delivery]) -> Outcome:
@@ -88,8 +94,10 @@ async def paced(url: str, items: list[Delivery]) -> Outcome:
                 if time.monotonic() - due > 1:
                     outcome.late += 1
                 headers = {**item.headers, "Content-Type": "application/json"}
+                sent = time.monotonic()
                 async with session.post(url, data=item.body, headers=headers) as response:
                     await response.read()
+                    outcome.latencies.append(time.monotonic() - sent)
                     outcome.statuses[(item.good, response.status)] += 1
                     if response.status == 200 and item.good:
                         outcome.acknowledged.add(item.event_id)
@@ -172,6 +180,16 @@ def run() -> list[Result]:
             "req/s",
             f"5 % repeats, 1 % bad signatures; {len(ours.acknowledged)} acknowledged, all stored; "
             f"{len(bad)} bad, all refused; late starts {ours.late} (bare {bare.late}); statuses {statuses}",
+        ),
+        *(
+            Result(
+                f"webhook load: {label} latency",
+                ours.percentile(share) * 1000,
+                bare.percentile(share) * 1000,
+                "ms",
+                "goal p99 ≤ 20 ms" if label == "p99" else "",
+            )
+            for label, share in (("p50", 0.50), ("p99", 0.99), ("max", 1.0))
         ),
         Result(
             "webhook load: web RSS after warm-up, first → last (max)",
