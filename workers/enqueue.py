@@ -6,7 +6,7 @@ saturates the web process. Its enqueue only does, per message,
 `HSET {ns}:{queue}.msgs id data` then `RPUSH {ns}:{queue} id` (see the layout at the
 top of dramatiq's `brokers/redis/dispatch.lua`), so for a batch we send exactly
 those, grouped per queue, in one MULTI/EXEC. Other brokers (RabbitMQ) enqueue one
-message at a time through Dramatiq. tests/test_enqueue.py checks a real Dramatiq
+message at a time through Dramatiq. tests/workers/test_enqueue.py checks a real Dramatiq
 worker consumes what this sends.
 
 The transaction is written in Redis's wire format here and sent on a connection of the

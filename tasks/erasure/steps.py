@@ -29,7 +29,7 @@ Counts = dict[str, int]
 Step = Callable[[Erasure], Awaitable[Counts]]
 
 # Every table that can hold something of an account, and what erasure does with it.
-# tests/test_erasure_schema.py fails when a table that references accounts or instances,
+# tests/erasure/test_erasure_schema.py fails when a table that references accounts or instances,
 # or has a column that names a customer, is missing here: no table escapes by being new.
 COVERED_TABLES = {
     "accounts": "deleted last (delete_account)",

@@ -12,7 +12,7 @@ import trustme
 
 from tests.http import answers, call
 from tests.processes import bindery, bindery_env, run_bindery, wait_until
-from tests.test_settings import PRODUCTION_READY
+from tests.workers.test_settings import PRODUCTION_READY
 from workers.devstack.servers import free_port
 
 

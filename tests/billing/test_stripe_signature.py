@@ -159,7 +159,7 @@ def test_any_json_body_is_either_a_storable_event_or_refused_as_malformed(
 ) -> None:
     """A well-formed envelope carrying any text: what parse_event lets through can never
     make the inbox's INSERT fail (a 500). The envelope's own checks have their cases in
-    tests/test_stripe_webhook.py."""
+    tests/billing/test_stripe_webhook.py."""
     import json
     import re
 

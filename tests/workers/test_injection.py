@@ -4,7 +4,7 @@ erasure's search as inert text: stored and found back exactly, changing nothing 
 Job arguments are ids only (a string where an id goes is a 422 and stores nothing); the
 text inputs are the idempotency key, Stripe's event payloads (names, emails and
 addresses a customer typed), and the account's own fields, which the erasure searches
-for and breach mail renders (tests/test_breach_message.py renders them).
+for and breach mail renders (tests/breach/test_breach_message.py renders them).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tasks.breach.message import Prepared, Recipient, message_id
 from tasks.breach.notice import Notice, NoticeError, from_files, from_incident
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "data"
 SENDER = "Bindery <no-reply@bindery.example>"
 NOTICE = Notice(
     subject_fr="Sécurité de vos données",

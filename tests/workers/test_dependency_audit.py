@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-SCRIPT = Path(__file__).resolve().parent.parent / ".ci" / "audit_latest_releases.py"
+SCRIPT = Path(__file__).resolve().parents[2] / ".ci" / "audit_latest_releases.py"
 
 PAGES = {
     "clean": {"info": {"version": "2.0"}, "vulnerabilities": []},

@@ -411,7 +411,7 @@ async def test_an_account_erased_during_a_breach_campaign_is_scrubbed_and_counte
 
     pool = resources.pool
     customer = await make_customer(resources, database_url, instances=1)
-    notice = from_incident(Path(__file__).parent / "data" / "incident.toml")
+    notice = from_incident(Path(__file__).parent.parent / "data" / "incident.toml")
     campaign_id = await campaigns.create(pool, notice, "test")
     try:
         await campaigns.start(pool, campaign_id, "test")  # the snapshot holds the customer
