@@ -1,7 +1,9 @@
 """`bindery`: one console script for every process role and operator command.
 
-The CLI only parses arguments and calls plain functions; each command says what went
-wrong in one line and exits non-zero (2 for bad settings or usage).
+This is the frame: the process roles (migrate, web, worker, scheduler, dev) and API
+tokens; each domain mounts its own commands (workers/domains.py, `tasks/*/commands.py`).
+A command only parses arguments and calls plain functions; it says what went wrong in
+one line and exits non-zero (2 for bad settings or usage).
 """
 
 from __future__ import annotations
@@ -13,19 +15,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from workers.progress import ProgressBar
+from workers.cli_support import fail
+from workers.domains import domain_commands
 from workers.settings import Settings, SettingsError, load_settings
 from workers.text_tables import print_table
 
 EXIT_SETTINGS = 2
-
-
-def _fail(message: str, status: int = 1) -> int:
-    print(f"bindery: {message}", file=sys.stderr)
-    return status
 
 
 def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -98,7 +94,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
                 print("Shown once: store it now. bindery keeps only its hash.", file=sys.stderr)
             elif args.action == "revoke":
                 if not await revoke_token(conn, args.name):
-                    return _fail(f"no active token named {args.name!r}")
+                    return fail(f"no active token named {args.name!r}")
                 print(f"revoked {args.name}")
             else:
                 rows = [
@@ -117,266 +113,11 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
                     print_table(rows, ("id", "name", "scopes", "created_at", "revoked_at"))
             return 0
         except TokenError as error:
-            return _fail(str(error))
+            return fail(str(error))
         finally:
             await conn.close()
 
     return asyncio.run(run())
-
-
-def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.billing.operate import list_events, reset_failed
-    from workers.db import connect
-
-    if args.action == "retry" and (args.event_id is None) == (not args.failed):
-        return _fail("name one EVENT_ID or --failed", 2)
-    if args.action == "push":
-        return asyncio.run(_push_account(settings, args.account_id))
-    if args.action == "reconcile":
-        return asyncio.run(_reconcile(settings))
-    if args.action == "backfill":
-        return asyncio.run(_backfill(settings, args.since))
-
-    async def run() -> int:
-        conn = await connect(settings.database_url)
-        try:
-            if args.action == "events":
-                rows = await list_events(conn, failed_only=args.failed)
-                if args.json:
-                    print(json.dumps(rows, indent=2))
-                else:
-                    print_table(
-                        rows, ("id", "type", "object_id", "state", "attempts", "last_error", "received_at")
-                    )
-                return 0
-            retried = await reset_failed(conn, args.event_id)
-        finally:
-            await conn.close()
-        if args.event_id and not retried:
-            return _fail(f"no failed event {args.event_id!r}")
-        if retried:
-            import tasks  # noqa: F401  (declares the billing actors)
-            from tasks.billing.actors import send_events
-
-            await send_events(retried)
-        print(f"re-queued {len(retried)} event(s)")
-        return 0
-
-    return asyncio.run(run())
-
-
-async def _push_account(settings: Settings, account_id: int) -> int:
-    from tasks.billing.customers import push_account
-    from workers.errors import JobError
-    from workers.stripe_client import stripe_session
-
-    try:
-        async with stripe_session(settings) as (conn, client):
-            outcome = await push_account(conn, client, account_id)
-    except JobError as error:
-        return _fail(str(error))
-    print(("created" if outcome["created"] else "updated") + f" Stripe customer {outcome['customer_id']}")
-    return 0
-
-
-async def _backfill(settings: Settings, since: str | None) -> int:
-    from datetime import UTC, datetime
-
-    from tasks.billing.backfill import backfill
-    from tasks.billing.stripe_calls import StripeGate
-    from workers.stripe_client import stripe_session
-
-    try:
-        start = datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None
-    except ValueError:
-        return _fail("--since takes a date such as 2026-01-31", 2)
-    async with stripe_session(settings) as (conn, client):
-        counts = await backfill(conn, client, StripeGate(None), start)
-    print(", ".join(f"{count} {name}" for name, count in counts.items()) + " applied")
-    return 0
-
-
-async def _reconcile(settings: Settings) -> int:
-    import tasks  # noqa: F401  (declares the billing actors)
-    from tasks.billing.actors import send_events
-    from tasks.billing.reconcile import reconcile_events
-    from tasks.billing.stripe_calls import StripeGate
-    from workers.stripe_client import stripe_session
-
-    async with stripe_session(settings) as (conn, client):
-        stored = await reconcile_events(conn, client, StripeGate(None))
-    await send_events(stored)
-    print(f"stored {len(stored)} event(s) the inbox lacked")
-    return 0
-
-
-def cmd_erasure(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.erasure import operate
-    from workers.errors import JobError
-
-    try:
-        if args.action == "request":
-            result = asyncio.run(operate.request(settings, args.account_id, now=args.now))
-        elif args.action == "cancel":
-            result = asyncio.run(operate.cancel(settings, args.account_id))
-        elif args.action == "reapply":
-            erased = asyncio.run(operate.reapply(settings, args.target))
-            result = {"erased_again": erased}
-        else:
-            found = asyncio.run(operate.status(settings, args.request_id))
-            if found is None:
-                return _fail(f"no erasure request {args.request_id}")
-            result = found
-    except JobError as error:
-        return _fail(str(error))
-    if getattr(args, "json", False) or args.action != "status":
-        print(json.dumps(result, indent=2, default=str))
-    else:
-        print(f"erasure request {result['id']} of account {result['account_id']}: {result['state']}")
-        print(f"  runs after {result['run_after']}; verification {result['verification']}")
-        if result["last_error"]:
-            print(f"  last error: {result['last_error']}")
-        steps = [{"error": None, **step} for step in result["steps"]]
-        print_table(steps, ["step", "started_at", "finished_at", "attempts", "error"])
-    return 0
-
-
-def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import date
-
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from tasks.backups import operate
-    from tasks.backups.pipeline import BackupFailed
-    from workers.errors import JobError
-    from workers.s3 import describe_s3_error
-
-    try:
-        day = date.fromisoformat(args.day) if getattr(args, "day", None) else None
-    except ValueError:
-        return _fail("--day takes a date such as 2026-11-25", 2)
-    try:
-        if args.action == "run":
-            progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-            result: Any = asyncio.run(operate.run(settings, args.instance, day, args.force, progress))
-            if progress is not None:
-                progress.close()
-        elif args.action == "verify":
-            result = asyncio.run(operate.verify(settings, args.backup_id))
-        elif args.action == "restore":
-            result = asyncio.run(operate.restore(settings, args.backup_id, args.into))
-        elif args.action == "init-bucket":
-            result = asyncio.run(operate.init_bucket(settings))
-        elif args.action == "list":
-            result = asyncio.run(operate.list_backups(settings, args.instance))
-            if not args.json:
-                columns = ("id", "instance_id", "day", "generation", "state", "object_bytes", "finished_at")
-                print_table(result, (*columns, "error"))
-                return 0
-        else:
-            result = asyncio.run(operate.status(settings, day))
-            if not args.json:
-                _print_backup_status(result)
-                return 0
-    except (JobError, BackupFailed) as error:
-        return _fail(str(error))
-    except (ClientError, BotoCoreError) as error:
-        # e.g. wrong credentials: S3's error code, never the keys.
-        endpoint = settings.s3_endpoint_url or "the default endpoint"
-        return _fail(f"S3 at {endpoint}: {describe_s3_error(error)}")
-    print(json.dumps(result, indent=2, default=str))
-    return 0
-
-
-def _print_backup_status(status: dict[str, Any]) -> None:
-    print(
-        f"backups of {status['day']}: {status['done']} done ({status['verified']} verified), "
-        f"{status['failed']} failed, {status['in_progress']} in progress, "
-        f"{len(status['missing'])} paid instance(s) without one"
-    )
-    print(
-        f"  {status['dump_bytes'] / 1e6:.1f} MB dumped, {status['object_bytes'] / 1e6:.1f} MB stored; "
-        f"slowest {status['seconds_max'] or 0:.1f} s, median {status['seconds_median'] or 0:.1f} s"
-    )
-    if status["missing"]:
-        print("  without a backup: " + ", ".join(map(str, status["missing"])))
-    if status["failures"]:
-        print_table(status["failures"], ("instance_id", "backup_id", "error"))
-
-
-def cmd_breach(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.breach import notice, operate
-    from workers.errors import JobError
-
-    try:
-        if args.action == "create":
-            if args.incident:
-                written = notice.from_incident(args.incident)
-            elif all((args.subject_fr, args.subject_en, args.body_fr, args.body_en)):
-                written = notice.from_files(args.subject_fr, args.subject_en, args.body_fr, args.body_en)
-            else:
-                return _fail("give --incident FILE, or each of --subject-fr/en and --body-fr/en", 2)
-            campaign_id = asyncio.run(operate.create(settings, written))
-            print(f"campaign {campaign_id} created (draft); check it: bindery breach preview {campaign_id}")
-            return 0
-        if args.action == "preview":
-            print(asyncio.run(operate.preview(settings, args.campaign_id, args.to)))
-            return 0
-        if args.action == "start":
-            result: Any = asyncio.run(operate.start(settings, args.campaign_id))
-        elif args.action in ("pause", "resume", "cancel"):
-            result = asyncio.run(operate.move(settings, args.campaign_id, args.action))
-        else:
-            return _watch_breach(settings, args) if args.watch else _print_breach(settings, args)
-    except JobError as error:
-        return _fail(str(error))
-    print(json.dumps(result, indent=2, default=str))
-    return 0
-
-
-def _print_breach(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.breach import operate
-
-    status = asyncio.run(operate.status(settings, args.campaign_id))
-    if args.json:
-        print(json.dumps(status, indent=2, default=str))
-    else:
-        print(_breach_line(status))
-        if status["pause_reason"]:
-            print(f"  paused: {status['pause_reason']}")
-        if status["reply_codes"]:
-            print("  reply codes: " + ", ".join(f"{code} ×{n}" for code, n in status["reply_codes"].items()))
-    return 0
-
-
-def _breach_line(status: dict[str, Any]) -> str:
-    from workers.progress import bar
-
-    done = status["sent"] + status["failed"] + status["skipped"]
-    eta = f", about {status['eta_seconds']} s left" if status["eta_seconds"] is not None else ""
-    return (
-        f"campaign {status['id']} {status['state']}: {bar(done, status['recipients'])} "
-        f"{status['sent']} sent, {status['failed']} failed, {status['skipped']} skipped, "
-        f"{status['pending']} pending; {status['rate_per_second']}/s{eta}"
-    )
-
-
-def _watch_breach(settings: Settings, args: argparse.Namespace) -> int:
-    """Redraw the status line every two seconds until the campaign stops sending."""
-    import time
-
-    from tasks.breach import operate
-
-    while True:
-        status = asyncio.run(operate.status(settings, args.campaign_id))
-        redraw = sys.stdout.isatty() and not args.json  # one line redrawn, else one line each time
-        line = json.dumps(status, default=str) if args.json else _breach_line(status)
-        print(("\r" if redraw else "") + line, end="" if redraw else "\n", flush=True)
-        if status["state"] != "sending":
-            if redraw:
-                print()
-            return 0
-        time.sleep(2)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -411,79 +152,8 @@ def make_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="the whole local stack in the foreground")
     dev.set_defaults(handler=cmd_dev)
 
-    stripe_ = commands.add_parser("stripe", help="the Stripe event inbox")
-    stripe_actions = stripe_.add_subparsers(dest="action", required=True, metavar="ACTION")
-    events = stripe_actions.add_parser("events", help="recent inbox events (never their payloads)")
-    events.add_argument("--failed", action="store_true", help="only events that failed")
-    events.add_argument("--json", action="store_true")
-    retry = stripe_actions.add_parser("retry", help="process failed events again")
-    retry.add_argument("event_id", nargs="?")
-    retry.add_argument("--failed", action="store_true", help="every failed event")
-    stripe_actions.add_parser("reconcile", help="store the events Stripe has and the inbox lacks")
-    backfill = stripe_actions.add_parser("backfill", help="read Stripe's current billing objects")
-    backfill.add_argument("--since", help="only objects created on or after this date (YYYY-MM-DD)")
-    push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
-    push.add_argument("account_id", type=int)
-    stripe_.set_defaults(handler=cmd_stripe)
-
-    backup = commands.add_parser("backup", help="encrypted backups of instances")
-    backup_actions = backup.add_subparsers(dest="action", required=True, metavar="ACTION")
-    backup_run = backup_actions.add_parser("run", help="back up one instance, or every paid one, now")
-    backup_run.add_argument("--instance", type=int, help="one instance (default: every paid account's)")
-    backup_run.add_argument("--day", help="the day it is for (YYYY-MM-DD; default today in Paris)")
-    backup_run.add_argument("--force", action="store_true", help="a new generation even if one exists")
-    backup_verify = backup_actions.add_parser("verify", help="download, check, decrypt, pg_restore --list")
-    backup_verify.add_argument("backup_id")
-    backup_restore = backup_actions.add_parser("restore", help="restore a backup into a database")
-    backup_restore.add_argument("backup_id")
-    backup_restore.add_argument("--into", required=True, metavar="DATABASE_URL")
-    backup_list = backup_actions.add_parser("list", help="the catalog, newest first")
-    backup_list.add_argument("--instance", type=int, help="one instance's backups")
-    backup_list.add_argument("--json", action="store_true")
-    backup_status = backup_actions.add_parser("status", help="a night's run: done, failed, in progress")
-    backup_status.add_argument("--day", help="the night's day (YYYY-MM-DD; default today in Paris)")
-    backup_status.add_argument("--json", action="store_true")
-    backup_actions.add_parser("init-bucket", help="create the bucket, set its lifecycle rules (backstops)")
-    backup.set_defaults(handler=cmd_backup)
-
-    erasure = commands.add_parser("erasure", help="account erasure requests")
-    erasure_actions = erasure.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ask = erasure_actions.add_parser("request", help="disable an account and erase it after the grace period")
-    ask.add_argument("account_id", type=int)
-    ask.add_argument("--now", action="store_true", help="no grace period: erase now")
-    cancel = erasure_actions.add_parser("cancel", help="cancel an account's erasure within its grace period")
-    cancel.add_argument("account_id", type=int)
-    status = erasure_actions.add_parser("status", help="a request's steps, counts, retained records")
-    status.add_argument("request_id", type=int)
-    status.add_argument("--json", action="store_true")
-    reapply = erasure_actions.add_parser(
-        "reapply", help="erase again accounts the ledger knows (after a restore)"
-    )
-    reapply.add_argument("--target", help="the restored database (default: DATABASE_URL)")
-    erasure.set_defaults(handler=cmd_erasure)
-
-    breach = commands.add_parser("breach", help="breach notification campaigns")
-    breach_actions = breach.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = breach_actions.add_parser("create", help="a draft campaign from files or the GDPR template")
-    create.add_argument("--incident", type=Path, help="TOML incident file for the built-in Art. 34 template")
-    for language in ("fr", "en"):
-        create.add_argument(f"--subject-{language}", type=Path, metavar="FILE")
-        create.add_argument(f"--body-{language}", type=Path, metavar="FILE")
-    preview = breach_actions.add_parser("preview", help="render a campaign's message, or send one copy")
-    preview.add_argument("campaign_id", type=int)
-    preview.add_argument("--to", metavar="ADDRESS", help="send one copy to this operator address")
-    for action, text in (
-        ("start", "snapshot every account and start sending"),
-        ("pause", "stop sending for now"),
-        ("resume", "go on sending a paused campaign"),
-        ("cancel", "stop for good (what was sent stays sent)"),
-    ):
-        breach_actions.add_parser(action, help=text).add_argument("campaign_id", type=int)
-    breach_status = breach_actions.add_parser("status", help="sent, failed, pending, rate, ETA")
-    breach_status.add_argument("campaign_id", type=int)
-    breach_status.add_argument("--json", action="store_true")
-    breach_status.add_argument("--watch", action="store_true", help="refresh until it stops sending")
-    breach.set_defaults(handler=cmd_breach)
+    for register in domain_commands():
+        register(commands)
 
     token = commands.add_parser("token", help="API tokens for POST /jobs")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -503,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
-        return _fail(str(error), EXIT_SETTINGS)
+        return fail(str(error), EXIT_SETTINGS)
     from workers.logs import configure_logging
 
     configure_logging(json=settings.is_production)
@@ -522,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = describe_startup_error(error)
         if message is None:
             raise
-        return _fail(message)
+        return fail(message)
     return status
 
 
