@@ -24,9 +24,11 @@ def load_schedule(settings: Settings) -> list[ScheduledJob] | None:
 
 
 def _broker_sender() -> Send:
-    import tasks  # noqa: F401  (declares the actors the schedule names)
     from scheduler.sending import sender
     from workers.broker import broker
+    from workers.domains import declare_actors
+
+    declare_actors()
 
     return sender(broker)
 

@@ -1,7 +1,3 @@
-"""The actors, one module per domain. Importing this package declares them all."""
-
-import tasks.backups.actors
-import tasks.billing.actors
-import tasks.breach.actors
-import tasks.erasure.actors
-import tasks.system  # noqa: F401
+"""The domains: billing, backups, erasure, breach, and the system jobs. Each declares its
+actors in its `actors` module and its commands in `commands`; workers/domains.py is
+where the processes collect them."""

@@ -1,7 +1,9 @@
 """The one place that names the domains: the CLI frame mounts what each declares.
 
-Each package in DOMAINS has a `commands` module with `register(commands)`, which adds the
-domain's `bindery …` subcommands. Adding a domain is adding its name here.
+Each package in DOMAINS has an `actors` module (importing it declares the domain's actors
+and jobs on the broker) and a `commands` module with `register(commands)`, which adds the
+domain's `bindery …` subcommands. Adding a domain is adding its name here. Commands are
+collected without the actors: `bindery token list` builds no broker.
 """
 
 from __future__ import annotations
@@ -12,6 +14,12 @@ from collections.abc import Callable
 from workers.cli_support import Commands
 
 DOMAINS = ("tasks.billing", "tasks.backups", "tasks.erasure", "tasks.breach")
+
+
+def declare_actors() -> None:
+    """Every actor and job of every domain, declared on the broker (built on first use)."""
+    for package in (*DOMAINS, "tasks.system"):
+        importlib.import_module(f"{package}.actors" if package != "tasks.system" else package)
 
 
 def domain_commands() -> list[Callable[[Commands], None]]:

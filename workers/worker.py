@@ -1,6 +1,8 @@
 """What each `bindery worker` process imports: the broker, then every actor."""
 
-import tasks  # noqa: F401  (declares the actors on the broker)
 from workers.broker import broker
+from workers.domains import declare_actors
+
+declare_actors()
 
 __all__ = ["broker"]

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import dramatiq
 
+from tasks.backups.catalog import ErasureRunning, NoSlot
 from tasks.backups.expiry import expire_backups
 from tasks.backups.freshness import check_freshness
 from tasks.backups.restore_test import next_to_restore
 from tasks.backups.restore_test import restore_test as run_restore_test
-from tasks.backups.run import ErasureRunning, NoSlot, back_up
+from tasks.backups.run import back_up
 from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
 from workers.jobs import JobArguments, RowId, job

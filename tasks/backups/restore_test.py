@@ -22,7 +22,7 @@ import asyncpg
 
 from tasks.backups.pipeline import BackupFailed
 from tasks.backups.restore import restore_backup
-from tasks.backups.run import table_counts
+from tasks.backups.snapshot import table_counts
 from workers.db import connect, drop_database, ensure_database
 from workers.settings import Settings
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import stripe
 
-from tasks.backups.run import CLAIM_LOCK
+from tasks.backups import backups_being_written
 from tasks.erasure.audit import audit
 from tasks.erasure.context import OWNED_OBJECTS, Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
@@ -96,16 +96,10 @@ class BackupBeingWritten(JobError):
 async def backup_objects(erasure: Erasure) -> Counts:
     # A backup that had passed pg_dump when the databases were dropped may still be
     # uploading; deleting under it would let its object land after the deletion. New
-    # backups refuse the instances of a running erasure (tasks/backups/run.py), checked
-    # under the claim lock: taking it here waits out a claim that looked before this
-    # erasure began, so its row is seen.
-    async with erasure.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
-        writing = await conn.fetchval(
-            """SELECT count(*) FROM backups
-                WHERE instance_id = ANY($1::bigint[]) AND state = 'running' AND lease_until >= now()""",
-            erasure.instance_ids,
-        )
+    # backups refuse the instances of a running erasure, checked under the catalog's claim
+    # lock, which `backups_being_written` takes too: a claim that looked before this
+    # erasure began has its row by then.
+    writing = await backups_being_written(erasure.pool, erasure.instance_ids)
     if writing:
         raise BackupBeingWritten(f"{writing} backup(s) of the account's instances being written; waiting")
     counts = {"objects": 0, "multipart_uploads": 0}

@@ -185,7 +185,8 @@ async def test_the_sweeper_removes_what_the_catalog_does_not_know_and_stale_uplo
 async def test_back_up_reads_each_backup_back_and_holds_the_nightly_run_to_its_slots(
     worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
-    from tasks.backups.run import NoSlot, back_up
+    from tasks.backups.catalog import NoSlot
+    from tasks.backups.run import back_up
 
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id = instance[0]

@@ -364,7 +364,8 @@ async def test_an_erasure_waits_for_a_backup_being_written_and_no_backup_starts_
 ) -> None:
     from datetime import date
 
-    from tasks.backups.run import ErasureRunning, run_backup
+    from tasks.backups.catalog import ErasureRunning
+    from tasks.backups.run import run_backup
     from tasks.erasure.steps import BackupBeingWritten
     from workers.s3 import s3_client
 

@@ -13,16 +13,18 @@ import asyncpg
 import pytest
 import redis
 
-import tasks  # noqa: F401  (registers every job)
 from tasks.billing.actors import event_messages, send_events
 from tests.billing_events import all_done, event, new_id, stored, subscription
 from tests.processes import bindery, eventually
+from workers.domains import declare_actors
 from workers.errors import JobError
 from workers.job_requests import job_messages
 from workers.jobs import JobArguments, run_jobs
 from workers.queues import policy
 from workers.resources import Resources
 from workers.settings import load_settings
+
+declare_actors()  # every job, as a worker has them
 
 
 def test_jobs_sent_together_share_messages_of_their_own_name_split_evenly() -> None:

@@ -15,10 +15,10 @@ from aiohttp.typedefs import Handler, Middleware
 from dramatiq.brokers.redis import RedisBroker
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-import tasks  # noqa: F401  (fills the job registry the API serves)
 from workers import broker as broker_module
 from workers.batching import PooledBatcher
 from workers.db import create_pool
+from workers.domains import declare_actors
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.gc_pauses import freeze_startup_objects
 from workers.jobs import JOB_NAME
@@ -112,6 +112,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web.Application:
+    declare_actors()  # the job registry the API serves
     middlewares: list[Middleware] = [observe]
     forwarded = https.forwarded_https_only(settings)
     if forwarded is not None:

@@ -6,6 +6,7 @@ import functools
 from typing import Any
 
 from tasks.billing.inbox import EVENT_ID, MAX_CREATED
+from workers.domains import declare_actors
 from workers.jobs import JOBS
 from workers.web.job_api import IDEMPOTENCY_KEY
 
@@ -32,6 +33,7 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 @functools.cache  # the registry is fixed once the process has imported its tasks
 def openapi_document() -> dict[str, Any]:
+    declare_actors()  # every job is documented
     paths: dict[str, Any] = {
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}
