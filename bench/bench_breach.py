@@ -3,8 +3,8 @@ whole path — Postgres rows, the broker, `bindery worker` (1 process, 4 lanes, 
 connections), the shared rate limit — into the SMTP sink, in emails per second, against a
 raw aiosmtplib blast of the same messages, prepared beforehand, over the same number of
 connections into the same kind of sink in the same run: one blast before bindery's run
-and one after, as the machine's speed drifts within minutes (the blast alone measured
-1,105 to 1,388 emails/s in the runs of 2026-12-02). Then: nobody missing, nobody twice.
+and one after, as the machine's speed drifts within minutes (the blast alone can differ
+by a quarter between two runs). Then: nobody missing, nobody twice.
 
 `BENCH_BREACH_CONNECTIONS` (default 4, the `SMTP_CONNECTIONS` default) sets the number of
 connections, lanes and worker threads on bindery's side and of connections in the blast.

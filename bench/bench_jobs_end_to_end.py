@@ -1,10 +1,10 @@
 """Jobs per second from enqueue to done through Redis and `bindery worker`, against a
 no-op Dramatiq actor run with the same processes and threads on the same Redis.
 
-`BENCH_JOBS` jobs, default 20,000 (5,000 until 2026-12-01: a run of about two seconds).
-Twice: as bindery sends jobs asked for together (several of the same job in a message,
-up to the queue's `ids_per_message`), and then each job in a message of its own, as
-when requests arrive one at a time — the figure before 2026-12-02.
+`BENCH_JOBS` jobs, default 20,000 (fewer make a run of a second or two, too short to
+measure). Twice: as bindery sends jobs asked for together (several of the same job in a
+message, up to the queue's `ids_per_message`), and then each job in a message of its own,
+as when requests arrive one at a time.
 """
 
 from __future__ import annotations
