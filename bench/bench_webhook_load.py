@@ -1,7 +1,8 @@
 """The webhook receiver under a paced load for 60 s: 10 × a Stripe rate, 5 % of the
 deliveries repeats of earlier events, 1 % with a bad signature.
 
-Stripe's documentation gives no rate at which it delivers webhooks to an endpoint. The nearest figure it documents is its API's rate limit in live mode, 100 requests a second
+Stripe's documentation gives no rate at which it delivers webhooks to an endpoint. The
+nearest figure it documents is its API's rate limit in live mode, 100 requests a second
 (docs.stripe.com/rate-limits); ten times that, 1,000 deliveries a second, is the load.
 The same paced load goes to the bare aiohttp handler first (the baseline: what the
 generator and the machine sustain). Checked afterwards: every event acknowledged with
