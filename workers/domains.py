@@ -3,7 +3,9 @@
 Each package in DOMAINS has an `actors` module (importing it declares the domain's actors
 and jobs on the broker) and a `commands` module with `register(commands)`, which adds the
 domain's `bindery …` subcommands. Adding a domain is adding its name here. Commands are
-collected without the actors: `bindery token list` builds no broker.
+collected without the actors: `bindery token list` builds no broker. A domain's
+commands only parse arguments and print; the work is in its plain functions, and heavy
+imports wait for the command that needs them.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import dramatiq
 
+import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from tasks.breach.campaigns import scrub_finished
 from tasks.breach.sending import Lane, reconcile, send_batch
 from workers.enqueue import enqueue_many

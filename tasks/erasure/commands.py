@@ -1,8 +1,4 @@
-"""`bindery erasure …`: account erasure requests (mounted by the CLI frame, workers/cli.py).
-
-Only argument parsing and output here; the work is in plain functions of the domain.
-Heavy imports wait for the command that needs them, so that `bindery --help` stays quick.
-"""
+"""`bindery erasure …`: account erasure requests, mounted by the CLI frame (workers/cli.py)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from workers.cli import make_parser
 from workers.domains import DOMAINS
 
@@ -18,6 +20,17 @@ def test_building_the_cli_imports_no_broker_and_no_actor() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("package", [*DOMAINS, "tasks.system"])
+def test_a_domain_s_actors_imported_alone_are_declared_on_bindery_s_broker(package: str) -> None:
+    """Imported first, as `bindery breach start` imports the breach actors: without the
+    global broker set, Dramatiq would declare them on a default RabbitMQ broker, and the
+    messages would go where no worker listens."""
+    module = package if package == "tasks.system" else f"{package}.actors"
+    probe = f"import {module}, dramatiq; print(type(dramatiq.get_broker()).__name__)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "RedisBroker"
 
 
 def test_every_domain_mounts_its_commands() -> None:
