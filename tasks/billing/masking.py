@@ -35,8 +35,8 @@ def luhn_valid(digits: str) -> bool:
 
 def _card_spans(run: str, offset: int) -> list[tuple[int, int]]:
     """(start, end) in the text of each Luhn-valid window of the run starting at `offset`."""
-    places = [offset + index for index, char in enumerate(run) if char.isdigit()]
-    digits = "".join(char for char in run if char.isdigit())
+    places = [offset + index for index, char in enumerate(run) if char.isdecimal()]
+    digits = "".join(char for char in run if char.isdecimal())
     spans = []
     for first in range(len(digits) - 12):
         if digits[first] == "0":

@@ -25,20 +25,20 @@ def _numbers(text: str) -> list[tuple[str, list[int]]]:
     found = []
     i = 0
     while i < len(text):
-        if not text[i].isdigit() or (i > 0 and text[i - 1].isalnum()):
+        if not text[i].isdecimal() or (i > 0 and text[i - 1].isalnum()):
             i += 1
             continue
         start, end, digits = i, i, []
         j = i
         while j < len(text):
-            if text[j].isdigit():
+            if text[j].isdecimal():
                 digits.append(int(text[j]))
                 end = j = j + 1
                 continue
             k = j
             while k < len(text) and k - j < 3 and _is_separator(text[k]):
                 k += 1
-            if k > j and k < len(text) and text[k].isdigit():
+            if k > j and k < len(text) and text[k].isdecimal():
                 j = k
                 continue
             break
