@@ -47,8 +47,8 @@ async def _lane_until_done(lane: Lane, campaign_id: int) -> None:
 async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
     accounts_db: Any, tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A lease of 3 s stands for the 5 minutes: a 12-row batch at 1 message/s outlives it.
-    monkeypatch.setattr(sending, "LEASE", timedelta(seconds=3))
+    # A lease of 5 s stands for the 5 minutes: a 12-row batch at 1 message/s outlives it twice.
+    monkeypatch.setattr(sending, "LEASE", timedelta(seconds=5))
     monkeypatch.setattr(sending, "RENEW_EVERY", timedelta(seconds=1))
     db = await accounts_db(12)
     pool = db.pool
