@@ -71,6 +71,7 @@ async def test_unknown_job_is_404(client: TestClient[Any, Any], token: str) -> N
         (b'{"oops": ', "application/json", 400, "malformed_json"),
         (b"<xml/>", "text/xml", 415, "unsupported_media_type"),
         (b"[1, 2]", "application/json", 422, "invalid_arguments"),
+        (b"null", "application/json", 422, "invalid_arguments"),
         (b'{"unexpected": 1}', "application/json", 422, "invalid_arguments"),
         (b"x" * (MAX_BODY + 1), "application/json", 413, "request_entity_too_large"),
         (b"[" * 50_000 + b"]" * 50_000, "application/json", 400, "too_deeply_nested"),  # json.loads recurses

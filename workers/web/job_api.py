@@ -75,17 +75,18 @@ async def _read_arguments(request: web.Request) -> dict[str, Any]:
         return {}
     if request.content_type != "application/json":
         raise _Refused(json_error(415, "unsupported_media_type", "send application/json"))
+    # No job takes arguments nested this deep; decoding, validating or storing them recurses.
+    too_deep = _Refused(
+        json_error(400, "too_deeply_nested", f"arguments nest at most {MAX_NESTING} levels deep")
+    )
     try:
         arguments = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _Refused(json_error(400, "malformed_json", "the body is not valid JSON")) from None
     except RecursionError:
-        arguments = None
-    if arguments is None or _nesting(arguments) > MAX_NESTING:
-        # No job takes arguments nested this deep; validating or storing them would recurse.
-        raise _Refused(
-            json_error(400, "too_deeply_nested", f"arguments nest at most {MAX_NESTING} levels deep")
-        ) from None
+        raise too_deep from None
+    if _nesting(arguments) > MAX_NESTING:
+        raise too_deep
     if not isinstance(arguments, dict):
         raise _Refused(json_error(422, "invalid_arguments", "the body must be a JSON object"))
     return arguments
