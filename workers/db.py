@@ -96,10 +96,14 @@ def quote_identifier(name: str) -> str:
     return '"' + name + '"'
 
 
+def on_same_server(dsn: str, database: str) -> str:
+    """`dsn` with another database: the same server, user and options."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/" + database))
+
+
 def maintenance_dsn(dsn: str) -> str:
     """The same server, the `postgres` database: where CREATE/DROP DATABASE are run."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/postgres"))
+    return on_same_server(dsn, "postgres")
 
 
 async def ensure_database(dsn: str) -> bool:

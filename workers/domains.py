@@ -20,8 +20,8 @@ DOMAINS = ("tasks.billing", "tasks.backups", "tasks.erasure", "tasks.breach")
 
 def declare_actors() -> None:
     """Every actor and job of every domain, declared on the broker (built on first use)."""
-    for package in (*DOMAINS, "tasks.system"):
-        importlib.import_module(f"{package}.actors" if package != "tasks.system" else package)
+    for module in (*(f"{package}.actors" for package in DOMAINS), "tasks.system"):
+        importlib.import_module(module)
 
 
 def domain_commands() -> list[Callable[[Commands], None]]:

@@ -10,6 +10,7 @@ import aiosmtplib
 
 from workers.errors import JobError
 from workers.settings import Settings
+from workers.smtp_server import quit_or_close
 
 # What an address may not hold outside a quoted local part, which no customer address
 # needs: whitespace, and the characters that separate, comment or quote in a header
@@ -70,11 +71,4 @@ async def send_message(settings: Settings, message: EmailMessage) -> None:
         # aiosmtplib's exception names the address: it stays here.
         raise MailRefused(code) from None
     finally:
-        await _quit(client)
-
-
-async def _quit(client: aiosmtplib.SMTP) -> None:
-    try:
-        await client.quit()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
+        await quit_or_close(client)

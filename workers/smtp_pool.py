@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import aiosmtplib
 
 from workers.settings import Settings
+from workers.smtp_server import quit_or_close
 
 
 class SmtpPool:
@@ -38,8 +39,4 @@ class SmtpPool:
 
     async def close(self) -> None:
         while self.idle:
-            client = self.idle.pop()
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+            await quit_or_close(self.idle.pop())

@@ -70,15 +70,23 @@ class SmtpServer:
         client = self.client()
         try:
             await client.connect()
-        except aiosmtplib.SMTPException as error:
+        except aiosmtplib.SMTPException:
             client.close()
             if self.security == "starttls" and not client.supports_extension("starttls"):
                 raise MailNotProtected(
                     f"the mail server {self.hostname}:{self.port} does not offer STARTTLS;"
                     " bindery does not send mail in plaintext (use smtps:// for implicit TLS)"
                 ) from None
-            raise error
+            raise
         return client
+
+
+async def quit_or_close(client: aiosmtplib.SMTP) -> None:
+    """End the session politely; a connection that is already broken is just closed."""
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
 
 
 def smtp_server(url: str, *, development: bool, ca_file: Path | None = None) -> SmtpServer:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import secrets
 import uuid
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from tasks.backups.pipeline import BackupFailed
 from tasks.backups.restore import restore_backup
 from tasks.backups.snapshot import table_counts
-from workers.db import connect, drop_database, ensure_database
+from workers.db import connect, drop_database, ensure_database, on_same_server
 from workers.settings import Settings
 
 
@@ -59,16 +58,11 @@ async def drop_abandoned_scratch(pool: asyncpg.Pool, settings: Settings) -> int:
             if not await conn.fetchval(TRY_LOCK, SCRATCH_LOCK, row["datname"]):
                 continue  # its run is alive
             try:
-                await drop_database(_scratch_url(settings, row["datname"]))
+                await drop_database(on_same_server(settings.database_url, row["datname"]))
                 dropped += 1
             finally:
                 await conn.execute(UNLOCK, SCRATCH_LOCK, row["datname"])
     return dropped
-
-
-def _scratch_url(settings: Settings, name: str) -> str:
-    """A database of that name on the main cluster, reached as DATABASE_URL reaches it."""
-    return urlunsplit(urlsplit(settings.database_url)._replace(path="/" + name))
 
 
 async def restore_test(
@@ -79,7 +73,7 @@ async def restore_test(
         raise BackupFailed(f"backup {backup_id} has no table counts to compare")
     await drop_abandoned_scratch(pool, settings)
     name = SCRATCH_PREFIX + secrets.token_hex(4)
-    scratch = _scratch_url(settings, name)
+    scratch = on_same_server(settings.database_url, name)
     async with pool.acquire() as holder:
         await holder.fetchval(LOCK, SCRATCH_LOCK, name)
         try:
