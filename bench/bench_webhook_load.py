@@ -87,7 +87,7 @@ async def paced(url: str, items: list[Delivery]) -> Outcome:
     outcome = Outcome()
     limit = asyncio.Semaphore(CONNECTIONS)
     connector = aiohttp.TCPConnector(limit=CONNECTIONS)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with aiohttp.ClientSession(connector=connector) as http:
 
         async def send(item: Delivery, due: float) -> None:
             async with limit:
@@ -95,7 +95,7 @@ async def paced(url: str, items: list[Delivery]) -> Outcome:
                     outcome.late += 1
                 headers = {**item.headers, "Content-Type": "application/json"}
                 sent = time.monotonic()
-                async with session.post(url, data=item.body, headers=headers) as response:
+                async with http.post(url, data=item.body, headers=headers) as response:
                     await response.read()
                     outcome.latencies.append(time.monotonic() - sent)
                     outcome.statuses[(item.good, response.status)] += 1

@@ -93,20 +93,20 @@ async def _asyncio_load(url: str, requests: Prepared, connections: int, seconds:
     deadline = time.perf_counter() + seconds
     turns = itertools.cycle(requests)
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(http: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
             headers, body = next(turns)
             started = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as response:
+            async with http.post(url, data=body, headers=headers) as response:
                 await response.read()
                 if response.status >= 300:
                     errors += 1
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as session:
-        await asyncio.gather(*(client(session) for _ in range(connections)))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as http:
+        await asyncio.gather(*(client(http) for _ in range(connections)))
     elapsed = time.perf_counter() - started
     latencies.sort()
     return Load(

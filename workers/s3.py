@@ -16,8 +16,8 @@ from workers.settings import Settings
 
 @asynccontextmanager
 async def s3_client(settings: Settings) -> AsyncIterator[Any]:
-    session = aioboto3.Session()
-    async with session.client(
+    boto = aioboto3.Session()
+    async with boto.client(
         "s3",
         endpoint_url=settings.s3_endpoint_url,
         region_name=settings.s3_region,
