@@ -9,6 +9,7 @@ nothing and is still a success. An event about an erased customer or one of its 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,11 +60,24 @@ def _storable(value: object) -> bool:
     return True
 
 
+def _no_constant(name: str) -> None:
+    raise MalformedEvent(f"body holds {name}, which JSON does not have")
+
+
+def _finite(number: str) -> float:
+    value = float(number)
+    if not math.isfinite(value):  # 1e400: Python makes it inf, which jsonb cannot store
+        raise MalformedEvent("body holds a number out of range")
+    return value
+
+
 def parse_event(body: bytes) -> IncomingEvent:
     """Decode and check the envelope; the payload comes back with card-like numbers masked."""
     try:
         text = body.decode()
-        event = json.loads(text)
+        # Python's json accepts NaN and Infinity, and turns 1e400 into inf: none of them
+        # can be stored as jsonb.
+        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise MalformedEvent("body is not JSON") from None
     # Only an escape (\\u…) can smuggle in what Postgres refuses to store: a NUL, or half
