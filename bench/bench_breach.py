@@ -37,7 +37,7 @@ from bench.common import (
     wait_for_value,
     wait_until,
 )
-from tasks.breach.message import Prepared, Recipient
+from tasks.breach.message import CompiledMessage, Recipient
 from tasks.breach.notice import from_incident
 from workers.devstack import commands
 from workers.devstack.servers import free_port, running
@@ -84,7 +84,7 @@ async def _blast(port: int, messages: list[tuple[str, bytes]], sender: str) -> f
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port)
         await client.connect()
         await client.ehlo()
-        for recipient, data in share:  # the commands bindery sends (tasks/breach/sending.py)
+        for recipient, data in share:  # the commands bindery sends (tasks/breach/smtp_delivery.py)
             await client.mail(sender, options=[f"SIZE={len(data)}"])
             await client.rcpt(recipient)
             await client.data(data)
@@ -122,7 +122,9 @@ def run() -> list[Result]:
     directories: list[Path] = []
     with scratch_database() as database_url, _deleted(directories):
         recipients = asyncio.run(_accounts(database_url))
-        prepared = Prepared(0, notice, sender=settings.mail_from, privacy_contact=settings.privacy_contact)
+        prepared = CompiledMessage(
+            0, notice, sender=settings.mail_from, privacy_contact=settings.privacy_contact
+        )
         messages = [(r.email, prepared.message(r)) for r in recipients]
         blasts = [_in_a_new_sink(messages, prepared.envelope_from, directories)]
         with sink(directories) as (port, directory):

@@ -208,10 +208,10 @@ async def _step_delete_rate(settings: Settings, count: int) -> float:
     """Objects per second of erasure's own `backup_objects` step, `PROCESSES × THREADS`
     accounts at a time, over `count` objects laid out as the accounts' are (instances
     the catalog does not know: the step lists them, as it must find orphans too)."""
-    from tasks.billing.stripe_calls import StripeGate
     from tasks.erasure.context import Erasure
     from tasks.erasure.steps import backup_objects
     from workers.db import create_pool
+    from workers.stripe_calls import RateLimitedStripe
     from workers.stripe_client import make_stripe_client
 
     first = 10_000_000
@@ -232,7 +232,7 @@ async def _step_delete_rate(settings: Settings, count: int) -> float:
 
             async def erase_objects(ids: list[int]) -> int:
                 erasure = Erasure(
-                    0, 0, settings, pool, stripe_client, StripeGate(None), instance_ids=ids, s3=client
+                    0, 0, settings, pool, stripe_client, RateLimitedStripe(None), instance_ids=ids, s3=client
                 )
                 async with semaphore:
                     return (await backup_objects(erasure))["objects"]

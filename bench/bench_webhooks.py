@@ -11,7 +11,7 @@ import time
 import stripe
 
 from bench.common import Result, bench_env, scratch_database
-from bench.load import Prepared
+from bench.load import PreparedRequests
 from bench.servers import bare_and_bindery
 from workers.db import connect
 
@@ -22,7 +22,7 @@ EVENTS = 360_000  # a third is more than bindery accepts in SECONDS: no event is
 SECRET = "whsec_bench"  # noqa: S105 (a benchmark's own signing secret)
 
 
-def signed_events(count: int) -> Prepared:
+def signed_events(count: int) -> PreparedRequests:
     now = int(time.time())
     padding = "x" * 1500  # what a customer.subscription.updated event weighs, roughly
     prepared = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
-Prepared = list[tuple[dict[str, str], bytes]]
+PreparedRequests = list[tuple[dict[str, str], bytes]]  # (headers, body) of each request, ready to send
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ end
 """
 
 
-def post_load(url: str, requests: Prepared, *, connections: int, seconds: int) -> Load:
+def post_load(url: str, requests: PreparedRequests, *, connections: int, seconds: int) -> Load:
     if shutil.which("wrk"):
         return _wrk(url, requests, connections, seconds)
     return asyncio.run(_asyncio_load(url, requests, connections, seconds))
@@ -60,7 +60,7 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def _wrk(url: str, requests: Prepared, connections: int, seconds: int) -> Load:
+def _wrk(url: str, requests: PreparedRequests, connections: int, seconds: int) -> Load:
     with tempfile.TemporaryDirectory() as directory:
         script, lines = Path(directory) / "load.lua", Path(directory) / "requests.txt"
         script.write_text(_WRK_SCRIPT)
@@ -87,7 +87,7 @@ def _wrk(url: str, requests: Prepared, connections: int, seconds: int) -> Load:
     )
 
 
-async def _asyncio_load(url: str, requests: Prepared, connections: int, seconds: int) -> Load:
+async def _asyncio_load(url: str, requests: PreparedRequests, connections: int, seconds: int) -> Load:
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds

@@ -9,7 +9,7 @@ import sys
 from bench.noop_worker import broker
 from scheduler.jobs import ScheduledJob
 from scheduler.loop import Scheduler
-from scheduler.sending import sender
+from scheduler.messages import sender
 from workers.db import create_pool
 
 JOBS = [ScheduledJob(f"bench-{i:04d}", "* * * * *", actor="bench.noop", args=("x",)) for i in range(1000)]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from bench.common import BINDERY, process, wait_until
-from bench.load import Load, Prepared, post_load
+from bench.load import Load, PreparedRequests, post_load
 from workers.devstack.servers import free_port
 
 SERVERS = {
@@ -71,7 +71,13 @@ def _median(loads: list[Load]) -> Load:
 
 
 def bare_and_bindery(
-    env: dict[str, str], path: str, requests: Prepared, *, connections: int, seconds: int, rounds: int = 3
+    env: dict[str, str],
+    path: str,
+    requests: PreparedRequests,
+    *,
+    connections: int,
+    seconds: int,
+    rounds: int = 3,
 ) -> Rounds:
     """Loads of `requests` on `path`, the bare server and bindery taking turns, `rounds`
     times each: the machine's speed drifts by tens of percent within a minute here, and

@@ -24,7 +24,7 @@ def load_schedule(settings: Settings) -> list[ScheduledJob] | None:
 
 
 def _broker_sender() -> Send:
-    from scheduler.sending import sender
+    from scheduler.messages import sender
     from workers.broker import broker
     from workers.domains import declare_actors
 
@@ -61,7 +61,7 @@ def run_scheduler(settings: Settings) -> int:
 
 
 def list_jobs(settings: Settings, as_json: bool) -> int:
-    from scheduler.operate import job_table
+    from scheduler.admin import job_table
 
     jobs = load_schedule(settings)
     if jobs is None:
@@ -93,7 +93,7 @@ def list_jobs(settings: Settings, as_json: bool) -> int:
 
 
 def run_job_now(settings: Settings, name: str) -> int:
-    from scheduler.operate import run_now
+    from scheduler.admin import run_now
 
     jobs = load_schedule(settings)
     if jobs is None:

@@ -9,6 +9,7 @@ import dramatiq
 
 from workers.audit_log import AuditRecord
 from workers.db import rows_affected
+from workers.domains import domain_retention
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
 from workers.jobs import Done, JobArguments, job
 from workers.logs import get_logger
@@ -45,12 +46,11 @@ async def reconcile_jobs() -> None:
 # it is where a restarted scheduler resumes.
 RUNS_RETENTION = timedelta(days=30)
 JOBS_RETENTION = timedelta(days=30)
-STRIPE_PAYLOAD_RETENTION = timedelta(days=30)
-STRIPE_ID_RETENTION = timedelta(days=90)
 
 
 async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
-    """Delete old schedule_runs and finished job requests. Idempotent: deleting twice deletes nothing more."""
+    """Delete old schedule_runs and finished job requests, then what each domain's
+    retention rules say. Idempotent: deleting twice deletes nothing more."""
     runs = await pool.execute(
         """
         DELETE FROM schedule_runs r
@@ -62,27 +62,10 @@ async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
     jobs = await pool.execute(
         "DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1", now - JOBS_RETENTION
     )
-    # Stripe payloads go once processed and past the retention; the ids stay a while
-    # longer to recognise Stripe's retries (it retries for up to three days). A failed
-    # event's payload goes too, the retention after it arrived: an operator has had that
-    # long to retry it; its row (ids, type, error) stays as the record of the failure.
-    payloads = await pool.execute(
-        """UPDATE stripe_events SET payload = NULL
-            WHERE payload IS NOT NULL
-              AND ((state IN ('done', 'ignored') AND processed_at < $1)
-                   OR (state = 'failed' AND received_at < $1))""",
-        now - STRIPE_PAYLOAD_RETENTION,
-    )
-    events = await pool.execute(
-        "DELETE FROM stripe_events WHERE state IN ('done', 'ignored') AND processed_at < $1",
-        now - STRIPE_ID_RETENTION,
-    )
-    return {
-        "schedule_runs": rows_affected(runs),
-        "jobs": rows_affected(jobs),
-        "stripe_payloads": rows_affected(payloads),
-        "stripe_events": rows_affected(events),
-    }
+    deleted = {"schedule_runs": rows_affected(runs), "jobs": rows_affected(jobs)}
+    for prune_domain in domain_retention():
+        deleted.update(await prune_domain(pool, now))
+    return deleted
 
 
 @dramatiq.actor(actor_name="system.prune", **policy("default").actor_options())

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 
-from tasks.billing.stripe_calls import StripeGate
 from tasks.erasure.context import Erasure, read_identity
 from tasks.erasure.requests import request_erasure
 from tasks.erasure.verify import find_leftovers
@@ -21,6 +20,7 @@ from tests.billing_events import deliver, event, sepa_mandate
 from workers.db import database_name, drop_database, ensure_database
 from workers.resources import Resources
 from workers.s3 import s3_client
+from workers.stripe_calls import RateLimitedStripe
 
 
 @dataclass
@@ -199,7 +199,7 @@ async def assert_intact(resources: Resources, customer: Customer) -> None:
     )
     assert resources.stripe is not None
     assert not await find_leftovers(
-        Erasure(0, -1, resources.settings, pool, resources.stripe, StripeGate(None))
+        Erasure(0, -1, resources.settings, pool, resources.stripe, RateLimitedStripe(None))
     )
 
 
@@ -212,7 +212,7 @@ async def erasure_of(resources: Resources, account_id: int, instance_ids: list[i
         resources.settings,
         resources.pool,
         resources.stripe,
-        StripeGate(None),
+        RateLimitedStripe(None),
         instance_ids=instance_ids or [],
         identity=await read_identity(resources.pool, account_id),
     )

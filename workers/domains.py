@@ -2,7 +2,10 @@
 
 Each package in DOMAINS has an `actors` module (importing it declares the domain's actors
 and jobs on the broker) and a `commands` module with `register(commands)`, which adds the
-domain's `bindery …` subcommands. Adding a domain is adding its name here. Commands are
+domain's `bindery …` subcommands. A domain with HTTP routes has a `routes` module:
+`register(app)` adds them to the web process, `openapi_paths()` and `openapi_schemas()`
+describe them. A domain that keeps records for a while has a `retention` module:
+`prune(pool, now)`, run daily by `system.prune`. Adding a domain is adding its name here. Commands are
 collected without the actors: `bindery token list` builds no broker. A domain's
 commands only parse arguments and print; the work is in its plain functions, and heavy
 imports wait for the command that needs them.
@@ -11,7 +14,11 @@ imports wait for the command that needs them.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import importlib.util
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from types import ModuleType
+from typing import Any
 
 from workers.cli_support import Commands
 
@@ -30,3 +37,21 @@ def domain_commands() -> list[Callable[[Commands], None]]:
         module = importlib.import_module(f"{package}.commands")
         registers.append(module.register)
     return registers
+
+
+def _modules(name: str) -> list[ModuleType]:
+    """The module `name` of every domain that has one."""
+    return [
+        importlib.import_module(f"{package}.{name}")
+        for package in DOMAINS
+        if importlib.util.find_spec(f"{package}.{name}") is not None
+    ]
+
+
+def domain_routes() -> list[ModuleType]:
+    return _modules("routes")
+
+
+def domain_retention() -> list[Callable[[Any, datetime], Awaitable[dict[str, int]]]]:
+    """Each domain's `prune(pool, now)`: counts of what it deleted, by table."""
+    return [module.prune for module in _modules("retention")]

@@ -14,8 +14,7 @@ import dramatiq
 from tasks.backups.catalog import ErasureRunning, NoSlot
 from tasks.backups.expiry import expire_backups
 from tasks.backups.freshness import check_freshness
-from tasks.backups.restore_test import next_to_restore
-from tasks.backups.restore_test import restore_test as run_restore_test
+from tasks.backups.nightly_restore import next_to_restore, restore_and_compare
 from tasks.backups.run import back_up
 from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
@@ -122,7 +121,7 @@ async def restore_test(slot: str) -> None:
     if backup_id is None:
         log.info("restore test: no recent backup to restore")
         return
-    outcome = await run_restore_test(resources.pool, resources.settings, resources.s3, backup_id)
+    outcome = await restore_and_compare(resources.pool, resources.settings, resources.s3, backup_id)
     log.info("restore test passed", backup_id=outcome["backup_id"], tables=outcome["tables"])
 
 

@@ -16,19 +16,12 @@ from datetime import date, timedelta
 import asyncpg
 
 from tasks.backups.pipeline import BackupFailed
+from tasks.erasure import erasure_has_begun
 from workers.errors import JobError
 from workers.s3 import describe_s3_error
 
 LEASE = timedelta(minutes=2)
 CLAIM_LOCK = 0x62_61_63_6B  # pg_advisory_xact_lock key: one claim at a time counts the slots
-
-
-# An erasure that has begun (not one in its grace period, which may still be cancelled)
-# deletes the instance's backups: none may start after it.
-ERASING = """
-    SELECT 1 FROM erasure_requests r JOIN instances i ON i.account_id = r.account_id
-     WHERE i.id = $1 AND r.state = 'running'
-"""
 
 
 class ErasureRunning(JobError):
@@ -52,7 +45,8 @@ async def claim_row(
     or another worker is at it). Raises NoSlot when `slots` backups already run."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
-        if await conn.fetchval(ERASING, instance_id):
+        # An erasure that has begun deletes the instance's backups: none may start after it.
+        if await erasure_has_begun(conn, instance_id):
             raise ErasureRunning(f"instance {instance_id}: its account's erasure has begun; no backup")
         latest = await conn.fetchrow(
             "SELECT * FROM backups WHERE instance_id = $1 AND day = $2 ORDER BY generation DESC LIMIT 1",

@@ -41,7 +41,7 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
 
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from tasks.backups import operate
+    from tasks.backups import admin
     from tasks.backups.pipeline import BackupFailed
     from workers.errors import JobError
     from workers.s3 import describe_s3_error
@@ -53,23 +53,23 @@ def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.action == "run":
             progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
-            result: Any = asyncio.run(operate.run(settings, args.instance, day, args.force, progress))
+            result: Any = asyncio.run(admin.run(settings, args.instance, day, args.force, progress))
             if progress is not None:
                 progress.close()
         elif args.action == "verify":
-            result = asyncio.run(operate.verify(settings, args.backup_id))
+            result = asyncio.run(admin.verify(settings, args.backup_id))
         elif args.action == "restore":
-            result = asyncio.run(operate.restore(settings, args.backup_id, args.into))
+            result = asyncio.run(admin.restore(settings, args.backup_id, args.into))
         elif args.action == "init-bucket":
-            result = asyncio.run(operate.init_bucket(settings))
+            result = asyncio.run(admin.init_bucket(settings))
         elif args.action == "list":
-            result = asyncio.run(operate.list_backups(settings, args.instance))
+            result = asyncio.run(admin.list_backups(settings, args.instance))
             if not args.json:
                 columns = ("id", "instance_id", "day", "generation", "state", "object_bytes", "finished_at")
                 print_table(result, (*columns, "error"))
                 return 0
         else:
-            result = asyncio.run(operate.status(settings, day))
+            result = asyncio.run(admin.status(settings, day))
             if not args.json:
                 _print_backup_status(result)
                 return 0

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from tasks.backups.catalog import LEASE, claim_row, mark_failed
+from tasks.backups.catalog import LEASE, Claim, claim_row, mark_failed
 from tasks.backups.pipeline import BackupFailed, Streamed, part_size_for, seal, stream_backup
 from tasks.backups.restore import verify_backup
 from tasks.backups.snapshot import Snapshot, source_snapshot, table_counts
@@ -70,26 +70,9 @@ async def run_backup(
         raise JobError(f"unknown instance {instance_id}")
     claim = await claim_row(pool, instance_id, day, force, slots)
     if claim is None:
-        existing = await pool.fetchrow(
-            """SELECT id, state FROM backups WHERE instance_id = $1 AND day = $2
-                ORDER BY generation DESC LIMIT 1""",
-            instance_id,
-            day,
-        )
-        assert existing is not None
-        return {"backup_id": str(existing["id"]), "state": existing["state"], "created": False}
+        return await _existing(pool, instance_id, day)
     row, bucket = claim.row, settings.s3_bucket
-    if claim.abandoned_upload_id is not None:
-        await abort_upload(client, bucket, row["object_key"], claim.abandoned_upload_id)
-    try:
-        upload = await client.create_multipart_upload(Bucket=bucket, Key=row["object_key"])
-    except (Exception, asyncio.CancelledError) as error:
-        await mark_failed(pool, row["id"], None, error)
-        raise
-    upload_id: str = upload["UploadId"]
-    # Between the call above and this line a crash leaves an upload no row names: the
-    # sweeper and the lifecycle rule abort it after a day.
-    await pool.execute("UPDATE backups SET upload_id = $2 WHERE id = $1", row["id"], upload_id)
+    upload_id = await _start_upload(pool, client, bucket, claim)
     heartbeat = asyncio.create_task(_keep_lease(pool, row["id"], upload_id))
     try:
         streamed, version, counts = await _upload(
@@ -103,11 +86,52 @@ async def run_backup(
         heartbeat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
+    await _mark_complete(pool, row["id"], upload_id, streamed, version, counts)
+    return {"backup_id": str(row["id"]), "state": "complete", "created": True}
+
+
+async def _existing(pool: asyncpg.Pool, instance_id: int, day: date) -> dict[str, Any]:
+    """The outcome when this run has nothing to do: the day's latest backup, as it stands."""
+    existing = await pool.fetchrow(
+        "SELECT id, state FROM backups WHERE instance_id = $1 AND day = $2 ORDER BY generation DESC LIMIT 1",
+        instance_id,
+        day,
+    )
+    assert existing is not None
+    return {"backup_id": str(existing["id"]), "state": existing["state"], "created": False}
+
+
+async def _start_upload(pool: asyncpg.Pool, client: Any, bucket: str, claim: Claim) -> str:
+    """A new multipart upload for the claimed row (a dead attempt's is aborted first), named in the row."""
+    row = claim.row
+    if claim.abandoned_upload_id is not None:
+        await abort_upload(client, bucket, row["object_key"], claim.abandoned_upload_id)
+    try:
+        upload = await client.create_multipart_upload(Bucket=bucket, Key=row["object_key"])
+    except (Exception, asyncio.CancelledError) as error:
+        await mark_failed(pool, row["id"], None, error)
+        raise
+    upload_id: str = upload["UploadId"]
+    # Between the call above and this line a crash leaves an upload no row names: the
+    # sweeper and the lifecycle rule abort it after a day.
+    await pool.execute("UPDATE backups SET upload_id = $2 WHERE id = $1", row["id"], upload_id)
+    return upload_id
+
+
+async def _mark_complete(
+    pool: asyncpg.Pool,
+    backup_id: Any,
+    upload_id: str,
+    streamed: Streamed,
+    version: str,
+    counts: dict[str, int],
+) -> None:
+    """Fenced by the upload id: an attempt that lost its row to another writes nothing."""
     completed = await pool.execute(
         """UPDATE backups SET state = 'complete', dump_bytes = $3, object_bytes = $4, sha256 = $5, parts = $6,
                   pg_version = $7, table_counts = $8, finished_at = now(), lease_until = NULL
             WHERE id = $1 AND upload_id = $2 AND state = 'running'""",
-        row["id"],
+        backup_id,
         upload_id,
         streamed.dump_bytes,
         streamed.object_bytes,
@@ -117,8 +141,7 @@ async def run_backup(
         counts,
     )
     if not rows_affected(completed):
-        raise BackupFailed(f"backup {row['id']}: another attempt took the row over while this one ran")
-    return {"backup_id": str(row["id"]), "state": "complete", "created": True}
+        raise BackupFailed(f"backup {backup_id}: another attempt took the row over while this one ran")
 
 
 async def _upload(
@@ -178,11 +201,16 @@ async def _upload(
         "finished_at": datetime.now(UTC).isoformat(),
         "format": "pg_dump -Fc -Z0 | zstd | age",
     }
+    await _put_manifest(client, bucket, row["manifest_key"], manifest, settings.backup_recipients)
+    return streamed, snapshot.version, counts
+
+
+async def _put_manifest(
+    client: Any, bucket: str, key: str, manifest: dict[str, Any], recipients: list[str]
+) -> None:
     # Written last: a backup without its manifest is not a backup. Encrypted like the dump:
     # table names and row counts say what a customer keeps (`patients`, `salaries`…).
-    sealed = seal(json.dumps(manifest).encode(), settings.backup_recipients)
-    await client.put_object(Bucket=bucket, Key=row["manifest_key"], Body=sealed)
-    return streamed, snapshot.version, counts
+    await client.put_object(Bucket=bucket, Key=key, Body=seal(json.dumps(manifest).encode(), recipients))
 
 
 async def back_up(

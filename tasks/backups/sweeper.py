@@ -5,7 +5,7 @@ row that is not `expired` is deleted once it is older than a grace (a backup bei
 written now has its row already, but give the clock some slack); multipart uploads
 started more than a day ago are aborted (a worker that died mid-upload left them); a
 restore test's scratch database left by a run that died is dropped
-(tasks/backups/restore_test.py).
+(tasks/backups/nightly_restore.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from tasks.backups.restore_test import drop_abandoned_scratch
+from tasks.backups.nightly_restore import drop_abandoned_scratch
 from workers.settings import Settings
 
 GRACE = timedelta(hours=1)

@@ -1,2 +1,9 @@
 """Billing sync with Stripe: the signed-webhook inbox, ordered processing, outbound
-customer sync, backfill and reconciliation."""
+customer sync, backfill and reconciliation.
+
+What other domains may ask of billing: `bury` (an erasure's Stripe ids: every later event
+about them is stored without its payload, ignored)."""
+
+from tasks.billing.tombstones import bury
+
+__all__ = ["bury"]

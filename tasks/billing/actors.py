@@ -12,13 +12,13 @@ from tasks.billing.customers import push_account
 from tasks.billing.processing import process_events, stale_events
 from tasks.billing.reconcile import reconcile_events
 from tasks.billing.refetch import Refetcher
-from tasks.billing.stripe_calls import StripeGate
 from workers.enqueue import enqueue_many, new_messages
 from workers.jobs import JobArguments, RowId, job
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
 from workers.shared_messages import shared_calls
+from workers.stripe_calls import RateLimitedStripe
 
 log = get_logger(__name__)
 
@@ -37,7 +37,7 @@ async def process_event(*event_ids: str) -> None:
 def refetcher(resources: Resources) -> Refetcher | None:
     if resources.stripe is None:
         return None
-    gate = StripeGate(resources.stripe_limiter)
+    gate = RateLimitedStripe(resources.stripe_limiter)
     return Refetcher(resources.stripe, gate, resources.settings.stripe_refetch)
 
 
@@ -72,7 +72,7 @@ async def push_account_job(resources: Resources, arguments: PushAccount) -> dict
     assert resources.stripe is not None
     async with resources.pool.acquire() as conn:
         return await push_account(
-            conn, resources.stripe, arguments.account_id, StripeGate(resources.stripe_limiter)
+            conn, resources.stripe, arguments.account_id, RateLimitedStripe(resources.stripe_limiter)
         )
 
 
@@ -88,6 +88,6 @@ async def reconcile_stripe() -> None:
     resources = current_resources()
     assert resources.stripe is not None
     async with resources.pool.acquire() as conn:
-        stored = await reconcile_events(conn, resources.stripe, StripeGate(resources.stripe_limiter))
+        stored = await reconcile_events(conn, resources.stripe, RateLimitedStripe(resources.stripe_limiter))
     await send_events(stored)
     log.info("reconciled with stripe events", stored=len(stored))

@@ -31,8 +31,8 @@ from tasks.billing.objects import (
     reference_id,
 )
 from tasks.billing.ordering import apply_in_order
-from tasks.billing.stripe_calls import StripeGate
 from workers.db import Connection
+from workers.stripe_calls import RateLimitedStripe
 
 PAGE = 100
 DONE = "done"
@@ -46,7 +46,7 @@ Ingest = Callable[[Connection, Obj, datetime], Awaitable[None]]
 class Backfill:
     """One run. `counts` says how many objects were applied per table."""
 
-    def __init__(self, client: stripe.StripeClient, gate: StripeGate) -> None:
+    def __init__(self, client: stripe.StripeClient, gate: RateLimitedStripe) -> None:
         self.client = client
         self.gate = gate
         self.counts: Counter[str] = Counter(dict.fromkeys(TABLES, 0))
@@ -127,7 +127,7 @@ class Backfill:
 
 
 async def backfill(
-    conn: Connection, client: stripe.StripeClient, gate: StripeGate, since: datetime | None = None
+    conn: Connection, client: stripe.StripeClient, gate: RateLimitedStripe, since: datetime | None = None
 ) -> dict[str, int]:
     """Apply every listed object; return how many were applied per table."""
     return await Backfill(client, gate).run(conn, since)

@@ -29,7 +29,7 @@ def register(commands: Commands) -> None:
 
 
 def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.billing.operate import list_events, reset_failed
+    from tasks.billing.admin import list_events, reset_failed
     from workers.db import connect
 
     if args.action == "retry" and (args.event_id is None) == (not args.failed):
@@ -86,7 +86,7 @@ async def _backfill(settings: Settings, since: str | None) -> int:
     from datetime import UTC, datetime
 
     from tasks.billing.backfill import backfill
-    from tasks.billing.stripe_calls import StripeGate
+    from workers.stripe_calls import RateLimitedStripe
     from workers.stripe_client import stripe_session
 
     try:
@@ -94,7 +94,7 @@ async def _backfill(settings: Settings, since: str | None) -> int:
     except ValueError:
         return fail("--since takes a date such as 2026-01-31", 2)
     async with stripe_session(settings) as (conn, client):
-        counts = await backfill(conn, client, StripeGate(None), start)
+        counts = await backfill(conn, client, RateLimitedStripe(None), start)
     print(", ".join(f"{count} {name}" for name, count in counts.items()) + " applied")
     return 0
 
@@ -102,11 +102,11 @@ async def _backfill(settings: Settings, since: str | None) -> int:
 async def _reconcile(settings: Settings) -> int:
     from tasks.billing.actors import send_events
     from tasks.billing.reconcile import reconcile_events
-    from tasks.billing.stripe_calls import StripeGate
+    from workers.stripe_calls import RateLimitedStripe
     from workers.stripe_client import stripe_session
 
     async with stripe_session(settings) as (conn, client):
-        stored = await reconcile_events(conn, client, StripeGate(None))
+        stored = await reconcile_events(conn, client, RateLimitedStripe(None))
     await send_events(stored)
     print(f"stored {len(stored)} event(s) the inbox lacked")
     return 0

@@ -16,9 +16,9 @@ from typing import Any
 import stripe
 
 from tasks.billing.objects import link_objects
-from tasks.billing.stripe_calls import StripeGate
 from workers.db import Connection
 from workers.errors import JobError
+from workers.stripe_calls import RateLimitedStripe
 
 FRENCH_SPEAKING = {"FR", "BE", "CH", "LU", "MC"}
 
@@ -47,7 +47,7 @@ def customer_params(account: dict[str, Any]) -> dict[str, Any]:
 
 
 async def push_account(
-    conn: Connection, client: stripe.StripeClient, account_id: int, gate: StripeGate | None = None
+    conn: Connection, client: stripe.StripeClient, account_id: int, gate: RateLimitedStripe | None = None
 ) -> dict[str, Any]:
     # Every column but password_hash: bindery never reads it.
     row = await conn.fetchrow(
@@ -64,7 +64,7 @@ async def push_account(
     if account["status"] != "active":
         raise JobError(f"account {account_id} is disabled (an erasure is pending); not pushed")
     params = customer_params(account)
-    gate = gate or StripeGate(None)
+    gate = gate or RateLimitedStripe(None)
     customer_id = account["stripe_customer_id"]
     created = customer_id is None
     if created:
@@ -89,7 +89,7 @@ async def push_account(
 
 
 async def _ensure_vat_id(
-    client: stripe.StripeClient, gate: StripeGate, customer_id: str, vat_number: str
+    client: stripe.StripeClient, gate: RateLimitedStripe, customer_id: str, vat_number: str
 ) -> None:
     existing = await gate.call(client.v1.customers.tax_ids.list_async, customer_id)
     if not any(tax_id.value == vat_number for tax_id in existing.data):

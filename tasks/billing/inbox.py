@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from tasks.billing.masking import mask_card_numbers, may_hold_card_number
 from tasks.billing.objects import reference_id
+from workers.card_numbers import mask_card_numbers, may_hold_card_number
 from workers.db import Connection
 
 

@@ -16,15 +16,17 @@ from datetime import timedelta
 import stripe
 
 from tasks.billing.inbox import parse_event, store_events
-from tasks.billing.stripe_calls import StripeGate
 from workers.db import Connection
+from workers.stripe_calls import RateLimitedStripe
 
 CURSOR = "events"
 MARGIN = timedelta(minutes=10)
 PAGE = 100
 
 
-async def reconcile_events(conn: Connection, client: stripe.StripeClient, gate: StripeGate) -> list[str]:
+async def reconcile_events(
+    conn: Connection, client: stripe.StripeClient, gate: RateLimitedStripe
+) -> list[str]:
     """Store the events Stripe has and we lack; return the ids of those newly stored."""
     cursor = await conn.fetchval("SELECT cursor FROM stripe_sync_state WHERE name = $1", CURSOR)
     since = int(cursor) - int(MARGIN.total_seconds()) if cursor else 0

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import stripe
 
-from tasks.billing.stripe_calls import StripeGate
+from workers.stripe_calls import RateLimitedStripe
 
 Mode = Literal["always", "when-needed", "never"]
 Obj = dict[str, Any]
@@ -28,7 +28,7 @@ class Refetcher:
     mode: STRIPE_REFETCH.
     """
 
-    def __init__(self, client: stripe.StripeClient, gate: StripeGate, mode: Mode) -> None:
+    def __init__(self, client: stripe.StripeClient, gate: RateLimitedStripe, mode: Mode) -> None:
         self.client = client
         self.gate = gate
         self.mode = mode

@@ -1,4 +1,4 @@
-"""Breach mail actors: thin wrappers over tasks.breach.sending and campaigns."""
+"""Breach mail actors: thin wrappers over tasks.breach.lanes and campaigns."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import dramatiq
 
 import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from tasks.breach.campaigns import scrub_finished
-from tasks.breach.sending import Lane, reconcile, send_batch
+from tasks.breach.lanes import CampaignSender, send_batch
+from tasks.breach.recipient_rows import reconcile
 from workers.enqueue import enqueue_many
 from workers.logs import get_logger
 from workers.queues import policy
@@ -31,7 +32,7 @@ async def send(campaign_id: int) -> None:
         # Without Redis no rate is shared: refuse rather than overrun the provider.
         raise RuntimeError("breach mail needs a Redis for its rate limit: set RATE_LIMIT_REDIS_URL")
     assert resources.smtp is not None
-    lane = Lane(resources.pool, resources.settings, resources.smtp, resources.mail_limiter)
+    lane = CampaignSender(resources.pool, resources.settings, resources.smtp, resources.mail_limiter)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + LANE_SECONDS
     while True:

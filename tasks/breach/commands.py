@@ -39,7 +39,7 @@ def register(commands: Commands) -> None:
 
 
 def cmd_breach(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.breach import notice, operate
+    from tasks.breach import admin, notice
     from workers.errors import JobError
 
     try:
@@ -50,16 +50,16 @@ def cmd_breach(settings: Settings, args: argparse.Namespace) -> int:
                 written = notice.from_files(args.subject_fr, args.subject_en, args.body_fr, args.body_en)
             else:
                 return fail("give --incident FILE, or each of --subject-fr/en and --body-fr/en", 2)
-            campaign_id = asyncio.run(operate.create(settings, written))
+            campaign_id = asyncio.run(admin.create(settings, written))
             print(f"campaign {campaign_id} created (draft); check it: bindery breach preview {campaign_id}")
             return 0
         if args.action == "preview":
-            print(asyncio.run(operate.preview(settings, args.campaign_id, args.to)))
+            print(asyncio.run(admin.preview(settings, args.campaign_id, args.to)))
             return 0
         if args.action == "start":
-            result: Any = asyncio.run(operate.start(settings, args.campaign_id))
+            result: Any = asyncio.run(admin.start(settings, args.campaign_id))
         elif args.action in ("pause", "resume", "cancel"):
-            result = asyncio.run(operate.move(settings, args.campaign_id, args.action))
+            result = asyncio.run(admin.move(settings, args.campaign_id, args.action))
         else:
             return _watch_breach(settings, args) if args.watch else _print_breach(settings, args)
     except JobError as error:
@@ -69,9 +69,9 @@ def cmd_breach(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_breach(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.breach import operate
+    from tasks.breach import admin
 
-    status = asyncio.run(operate.status(settings, args.campaign_id))
+    status = asyncio.run(admin.status(settings, args.campaign_id))
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
@@ -99,10 +99,10 @@ def _watch_breach(settings: Settings, args: argparse.Namespace) -> int:
     """Redraw the status line every two seconds until the campaign stops sending."""
     import time
 
-    from tasks.breach import operate
+    from tasks.breach import admin
 
     while True:
-        status = asyncio.run(operate.status(settings, args.campaign_id))
+        status = asyncio.run(admin.status(settings, args.campaign_id))
         redraw = sys.stdout.isatty() and not args.json  # one line redrawn, else one line each time
         line = json.dumps(status, default=str) if args.json else _breach_line(status)
         print(("\r" if redraw else "") + line, end="" if redraw else "\n", flush=True)

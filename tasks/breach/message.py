@@ -10,22 +10,20 @@ The message is written as bytes, because the email package takes about 5 ms a me
 to build and flatten one, which is more than a mass mailing can spend: both parts are
 quoted-printable (7-bit, lines within limits), and the boundary holds `=_`, which
 quoted-printable text can never contain. Each campaign's message is compiled once (see
-`Prepared`): per recipient only the few lines that hold their values are filled in and
+`CompiledMessage`): per recipient only the few lines that hold their values are filled in and
 encoded.
 """
 
 from __future__ import annotations
 
-import binascii
 import html
 import re
 import secrets
-import time
 from dataclasses import dataclass
-from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import formataddr, parseaddr
 from string import Template
 
+from tasks.breach.mime import date_header, header_value, quoted_printable, quoted_printable_line
 from tasks.breach.notice import Notice, NoticeError, refuse_line_breaks
 from workers.mail import NotAMailbox, mailbox
 
@@ -52,7 +50,7 @@ _RECIPIENT_KEYS = ("name", "first_name", "last_name", "business_name")
 
 def _values(recipient: Recipient, language: str, privacy_contact: str) -> dict[str, str]:
     """What fills the recipient's notice: each name on one line, without whitespace at
-    its ends (what `Prepared`'s compiled message relies on)."""
+    its ends (what `CompiledMessage`'s compiled message relies on)."""
     first, last, business = (
         _one_line(recipient.first_name),
         _one_line(recipient.last_name),
@@ -73,23 +71,6 @@ def _paragraphs(text: str) -> list[str]:
 
 def _paragraph_html(paragraph: str) -> str:
     return "<p>" + html.escape(paragraph).replace("\n", "<br>\n") + "</p>"
-
-
-def _header(value: str) -> str:
-    """A header value, RFC 2047-encoded when it is not ASCII."""
-    return value if value.isascii() else Header(value, "utf-8").encode(linesep="\r\n")
-
-
-def _quoted_printable_line(line: str) -> bytes:
-    """One line and its CRLF. Each line is encoded with its line end, so that b2a_qp
-    writes CRLF soft breaks too (it follows the first line end it finds)."""
-    return binascii.b2a_qp((line + "\r\n").encode("utf-8"), istext=True, header=False)
-
-
-def _quoted_printable(text: str) -> bytes:
-    """The whole text quoted-printable, CRLF line ends."""
-    crlf = text.replace("\r\n", "\n").replace("\n", "\r\n")
-    return binascii.b2a_qp(crlf.encode("utf-8"), istext=True, header=False)
 
 
 def _id_domain(sender: str) -> str:
@@ -133,7 +114,7 @@ class _Line:
         filled = [self.texts[0]]
         for number, text in zip(self.values, self.texts[1:], strict=True):
             filled += (values[number], text)
-        encoded = _quoted_printable_line("".join(filled))
+        encoded = quoted_printable_line("".join(filled))
         return encoded[:-2] if self.last else encoded
 
 
@@ -150,7 +131,7 @@ def _compile(text: str) -> list[bytes | _Line]:
         if _MARK.search(line):
             compiled.append(_Line(line, number == last))
         else:
-            encoded = _quoted_printable_line(line)
+            encoded = quoted_printable_line(line)
             compiled.append(encoded[:-2] if number == last else encoded)
     return compiled
 
@@ -159,7 +140,7 @@ def _fill(compiled: list[bytes | _Line], values: list[str]) -> bytes:
     return b"".join(piece if isinstance(piece, bytes) else piece.encoded(values) for piece in compiled)
 
 
-class Prepared:
+class CompiledMessage:
     """A campaign's message, ready to be written for each recipient.
 
     It is compiled once: the notice rendered with a mark in place of each recipient's
@@ -186,7 +167,7 @@ class Prepared:
         subject = refuse_line_breaks(f"{notice.subject_fr} / {notice.subject_en}", "the subject")
         self.head = (
             f"From: {formataddr((name, self.envelope_from), charset='utf-8')}\r\n"
-            f"Subject: {_header(subject)}\r\n"
+            f"Subject: {header_value(subject)}\r\n"
             "Auto-Submitted: auto-generated\r\n"  # RFC 3834: no vacation replies, please
             "Content-Language: fr, en\r\n"
             "MIME-Version: 1.0\r\n"
@@ -233,7 +214,7 @@ class Prepared:
     def reference_parts(self, recipient: Recipient) -> tuple[bytes, bytes]:
         """The two parts encoded, rendered whole: what the compiled parts must equal."""
         text, page = self.texts(recipient)
-        return _quoted_printable(text), _quoted_printable(page)
+        return quoted_printable(text), quoted_printable(page)
 
     def parts(self, recipient: Recipient) -> tuple[bytes, bytes]:
         """The two parts encoded: from the compiled message when that is exact."""
@@ -265,7 +246,7 @@ class Prepared:
         return b"".join(
             (
                 f"To: {to}\r\n".encode(),
-                _date_header(),
+                date_header(),
                 f"Message-ID: {self.message_id(recipient.account_id)}\r\n".encode(),
                 self.head,
                 b"\r\n--" + boundary + b"\r\n",
@@ -289,16 +270,4 @@ def _html(filled: str) -> str:
     return "\n".join(_paragraph_html(paragraph) for paragraph in _paragraphs(filled))
 
 
-_date: tuple[int, bytes] = (0, b"")
-
-
-def _date_header() -> bytes:
-    """`Date:` for now, formatted once a second."""
-    global _date
-    now = int(time.time())
-    if _date[0] != now:
-        _date = (now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode("ascii"))
-    return _date[1]
-
-
-__all__ = ["NoticeError", "Prepared", "Recipient", "check_address", "message_id"]
+__all__ = ["CompiledMessage", "NoticeError", "Recipient", "check_address", "message_id"]

@@ -30,19 +30,19 @@ def register(commands: Commands) -> None:
 
 
 def cmd_erasure(settings: Settings, args: argparse.Namespace) -> int:
-    from tasks.erasure import operate
+    from tasks.erasure import admin
     from workers.errors import JobError
 
     try:
         if args.action == "request":
-            result = asyncio.run(operate.request(settings, args.account_id, now=args.now))
+            result = asyncio.run(admin.request(settings, args.account_id, now=args.now))
         elif args.action == "cancel":
-            result = asyncio.run(operate.cancel(settings, args.account_id))
+            result = asyncio.run(admin.cancel(settings, args.account_id))
         elif args.action == "reapply":
-            erased = asyncio.run(operate.reapply(settings, args.target))
+            erased = asyncio.run(admin.reapply(settings, args.target))
             result = {"erased_again": erased}
         else:
-            found = asyncio.run(operate.status(settings, args.request_id))
+            found = asyncio.run(admin.status(settings, args.request_id))
             if found is None:
                 return fail(f"no erasure request {args.request_id}")
             result = found

@@ -12,11 +12,11 @@ from typing import Any
 import asyncpg
 import stripe
 
-from tasks.billing.stripe_calls import StripeGate
-from tasks.billing.tombstones import bury
+from tasks.billing import bury
 from workers.db import Connection
 from workers.s3 import s3_client
 from workers.settings import Settings
+from workers.stripe_calls import RateLimitedStripe
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Erasure:
     settings: Settings
     pool: asyncpg.Pool
     stripe: stripe.StripeClient
-    gate: StripeGate
+    gate: RateLimitedStripe
     # The account's instance ids, kept in the request's report (ids only) so that the
     # backup objects can still be found after the instance rows are gone.
     instance_ids: list[int] = field(default_factory=list)

@@ -15,13 +15,15 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from tasks.billing.stripe_calls import StripeGate
+import asyncpg
+
 from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, capture_identity
 from tasks.erasure.steps import STAGES, Step
 from workers.jobs import describe_error
 from workers.logs import get_logger
 from workers.resources import Resources
+from workers.stripe_calls import RateLimitedStripe
 
 log = get_logger(__name__)
 LEASE = timedelta(minutes=20)
@@ -32,56 +34,27 @@ async def run_request(resources: Resources, request_id: int) -> str:
     """Run the request's remaining steps; return its state ('skipped' when not ours now)."""
     assert resources.stripe is not None
     pool = resources.pool
-    claim = await pool.fetchrow(
-        """
-        UPDATE erasure_requests SET state = 'running', attempts = attempts + 1,
-               lease_until = now() + $2::interval
-         WHERE id = $1 AND ((state = 'pending' AND run_after <= now())
-                            OR (state = 'running' AND (lease_until IS NULL OR lease_until < now())))
-        RETURNING account_id, attempts, report, requested_by
-        """,
-        request_id,
-        LEASE,
-    )
+    claim = await _claim(pool, request_id)
     if claim is None:
         return "skipped"
-    report = claim["report"] or {}
-    if "instance_ids" not in report:  # first run: remember the instances, by id, for later steps
-        ids = await pool.fetch(
-            "SELECT id FROM instances WHERE account_id = $1 ORDER BY id", claim["account_id"]
-        )
-        report = {**report, "instance_ids": [row["id"] for row in ids]}
-        await pool.execute("UPDATE erasure_requests SET report = $2 WHERE id = $1", request_id, report)
     erasure = Erasure(
         request_id=request_id,
         account_id=claim["account_id"],
         settings=resources.settings,
         pool=pool,
         stripe=resources.stripe,
-        gate=StripeGate(resources.stripe_limiter),
-        instance_ids=report["instance_ids"],
+        gate=RateLimitedStripe(resources.stripe_limiter),
+        instance_ids=await _instance_ids(pool, request_id, claim),
         identity=await capture_identity(pool, request_id, claim["account_id"]),
         notify=claim["requested_by"] != REAPPLY,
         s3=resources.s3,
     )
-    finished = {
-        row["step"]
-        for row in await pool.fetch(
-            "SELECT step FROM erasure_steps WHERE request_id = $1 AND finished_at IS NOT NULL", request_id
-        )
-    }
+    finished = await _finished_steps(pool, request_id)
     for stage in STAGES:
         remaining = [(name, step) for name, step in stage if name not in finished]
         if not remaining:
             continue
-        still_ours = await pool.fetchval(
-            """UPDATE erasure_requests SET lease_until = now() + $3::interval
-                WHERE id = $1 AND state = 'running' AND attempts = $2 RETURNING true""",
-            request_id,
-            claim["attempts"],
-            LEASE,
-        )
-        if not still_ours:
+        if not await _still_ours(pool, request_id, claim["attempts"]):
             return "superseded"
         # A step that fails does not stop its siblings: what they finish stays finished.
         outcomes = await asyncio.gather(
@@ -95,6 +68,54 @@ async def run_request(resources: Resources, request_id: int) -> str:
             raise failures[0]
     log.info("erasure done", request_id=request_id)
     return "done"
+
+
+async def _claim(pool: asyncpg.Pool, request_id: int) -> asyncpg.Record | None:
+    """The request, now ours for LEASE: due and pending, or running with its lease run out."""
+    claimed: asyncpg.Record | None = await pool.fetchrow(
+        """
+        UPDATE erasure_requests SET state = 'running', attempts = attempts + 1,
+               lease_until = now() + $2::interval
+         WHERE id = $1 AND ((state = 'pending' AND run_after <= now())
+                            OR (state = 'running' AND (lease_until IS NULL OR lease_until < now())))
+        RETURNING account_id, attempts, report, requested_by
+        """,
+        request_id,
+        LEASE,
+    )
+    return claimed
+
+
+async def _instance_ids(pool: asyncpg.Pool, request_id: int, claim: asyncpg.Record) -> list[int]:
+    """The account's instances as the first run found them, remembered by id for every later run."""
+    report = claim["report"] or {}
+    if "instance_ids" not in report:
+        ids = await pool.fetch(
+            "SELECT id FROM instances WHERE account_id = $1 ORDER BY id", claim["account_id"]
+        )
+        report = {**report, "instance_ids": [row["id"] for row in ids]}
+        await pool.execute("UPDATE erasure_requests SET report = $2 WHERE id = $1", request_id, report)
+    instance_ids: list[int] = report["instance_ids"]
+    return instance_ids
+
+
+async def _finished_steps(pool: asyncpg.Pool, request_id: int) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT step FROM erasure_steps WHERE request_id = $1 AND finished_at IS NOT NULL", request_id
+    )
+    return {row["step"] for row in rows}
+
+
+async def _still_ours(pool: asyncpg.Pool, request_id: int, attempts: int) -> bool:
+    """Renew the lease, fenced by the attempt number: a later run that took over wins."""
+    renewed = await pool.fetchval(
+        """UPDATE erasure_requests SET lease_until = now() + $3::interval
+            WHERE id = $1 AND state = 'running' AND attempts = $2 RETURNING true""",
+        request_id,
+        attempts,
+        LEASE,
+    )
+    return bool(renewed)
 
 
 async def _run_step(erasure: Erasure, name: str, step: Step) -> None:

@@ -94,7 +94,7 @@ async def test_asyncio_is_not_blocked_while_a_backup_streams(
 async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump_time(
     worker_resources: Resources, instance: tuple[int, str], s3: Any
 ) -> None:
-    from tasks.backups.restore_test import next_to_restore, restore_test
+    from tasks.backups.nightly_restore import next_to_restore, restore_and_compare
 
     pool, settings = worker_resources.pool, worker_resources.settings
     instance_id, source_url = instance
@@ -106,7 +106,7 @@ async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump
     assert counts == {'"public"."customers"': 300, '"public"."orders"': 20000}
 
     assert str(await next_to_restore(pool)) == backup_id
-    outcome = await restore_test(pool, settings, s3, uuid.UUID(backup_id))
+    outcome = await restore_and_compare(pool, settings, s3, uuid.UUID(backup_id))
     assert (outcome["tables"], outcome["rows"]) == (2, 20300)
     row = await pool.fetchrow("SELECT state, restore_tested_at FROM backups WHERE id = $1::uuid", backup_id)
     assert row["state"] == "verified" and row["restore_tested_at"] is not None
@@ -119,7 +119,7 @@ async def test_the_restore_test_compares_tables_and_rows_with_the_source_at_dump
         backup_id,
     )
     with pytest.raises(BackupFailed, match="differ from the source"):
-        await restore_test(pool, settings, s3, uuid.UUID(backup_id))
+        await restore_and_compare(pool, settings, s3, uuid.UUID(backup_id))
 
 
 async def test_a_paid_instance_without_a_fresh_verified_backup_alerts_the_operators(

@@ -154,7 +154,7 @@ async def test_a_429_is_retried_after_its_retry_after(
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from tasks.billing.stripe_calls import StripeGate
+    from workers.stripe_calls import RateLimitedStripe
 
     calls: list[float] = []
 
@@ -179,7 +179,7 @@ async def test_a_429_is_retried_after_its_retry_after(
         account_id = await new_account(pool, vat_number=None)
         try:
             async with pool.acquire() as conn:
-                outcome = await push_account(conn, stripe_client, account_id, StripeGate(None))
+                outcome = await push_account(conn, stripe_client, account_id, RateLimitedStripe(None))
         finally:
             await http.close_async()
     assert outcome == {"customer_id": "cus_after429", "created": True}
@@ -191,15 +191,15 @@ async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
 ) -> None:
     from tasks.billing.processing import process_event
     from tasks.billing.reconcile import reconcile_events
-    from tasks.billing.stripe_calls import StripeGate
+    from workers.stripe_calls import RateLimitedStripe
 
     account_id = await new_account(pool)
     # A customer made in Stripe whose webhook never reached us.
     metadata = {"account_id": str(account_id)}
     customer = await stripe_client.v1.customers.create_async(params={"metadata": metadata})
     async with pool.acquire() as conn:
-        stored = await reconcile_events(conn, stripe_client, StripeGate(None))
-        again = await reconcile_events(conn, stripe_client, StripeGate(None))
+        stored = await reconcile_events(conn, stripe_client, RateLimitedStripe(None))
+        again = await reconcile_events(conn, stripe_client, RateLimitedStripe(None))
     created = await pool.fetchval(
         "SELECT id FROM stripe_events WHERE type = 'customer.created' AND object_id = $1", customer.id
     )
@@ -217,7 +217,7 @@ async def test_backfill_reads_current_objects_and_resumes_from_its_position(
     pool: asyncpg.Pool, stripe_client: stripe.StripeClient, stripe_fake: str
 ) -> None:
     from tasks.billing.backfill import backfill
-    from tasks.billing.stripe_calls import StripeGate
+    from workers.stripe_calls import RateLimitedStripe
 
     accounts = [await new_account(pool) for _ in range(3)]
     by_customer = {}
@@ -240,7 +240,7 @@ async def test_backfill_reads_current_objects_and_resumes_from_its_position(
         "INSERT INTO stripe_sync_state (name, cursor) VALUES ('backfill:customers', $1)", listed[0]
     )
     async with pool.acquire() as conn:
-        await backfill(conn, stripe_client, StripeGate(None))
+        await backfill(conn, stripe_client, RateLimitedStripe(None))
     assert [await linked(c) for c in listed[1:]] == listed[1:]  # resumed after the stored position
     assert await linked(listed[0]) is None  # not redone: the interrupted run had passed it
     assert await pool.fetchval("SELECT count(*) FROM stripe_sync_state WHERE name LIKE 'backfill:%'") == 0

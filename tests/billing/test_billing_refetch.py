@@ -13,10 +13,10 @@ import stripe
 
 from tasks.billing.backfill import backfill
 from tasks.billing.refetch import Mode, Refetcher
-from tasks.billing.stripe_calls import StripeGate
 from tests.billing_events import deliver, event, new_account
 from tests.stripe_fake import IBAN, sepa_set_up
 from workers.errors import JobError
+from workers.stripe_calls import RateLimitedStripe
 
 
 async def customer_for_new_account(pool: asyncpg.Pool, client: stripe.StripeClient) -> tuple[int, str]:
@@ -45,7 +45,7 @@ async def test_stripe_refetch_decides_what_a_payload_cannot(
     kept_after_tie: bool,
     kept_after_stale_detach: bool,
 ) -> None:
-    refetch = Refetcher(stripe_client, StripeGate(None), mode)
+    refetch = Refetcher(stripe_client, RateLimitedStripe(None), mode)
     _, customer_id = await customer_for_new_account(pool, stripe_client)
 
     async def kept(method_id: str) -> bool:
@@ -73,7 +73,7 @@ async def test_stripe_refetch_decides_what_a_payload_cannot(
 async def test_an_object_stripe_no_longer_has_is_applied_from_the_payload(
     pool: asyncpg.Pool, stripe_client: stripe.StripeClient
 ) -> None:
-    refetch = Refetcher(stripe_client, StripeGate(None), "always")
+    refetch = Refetcher(stripe_client, RateLimitedStripe(None), "always")
     _, customer_id = await customer_for_new_account(pool, stripe_client)
     card = await attached_card(stripe_client, customer_id)
     gone = {**card, "id": "pm_neverseenbystripe0"}
@@ -86,7 +86,7 @@ async def test_a_succeeded_setup_intent_brings_the_sepa_method_and_its_mandate(
 ) -> None:
     account_id, customer_id = await customer_for_new_account(pool, stripe_client)
     intent = await sepa_set_up(stripe_client, customer_id)
-    refetch = Refetcher(stripe_client, StripeGate(None), "never")  # linked objects are fetched anyway
+    refetch = Refetcher(stripe_client, RateLimitedStripe(None), "never")  # linked objects are fetched anyway
     assert await deliver(pool, event("setup_intent.succeeded", intent), refetch=refetch) == ["done"]
 
     mandate = (await stripe_client.v1.mandates.retrieve_async(intent["mandate"])).to_dict()
@@ -125,7 +125,7 @@ async def test_backfill_brings_cards_sepa_methods_and_mandates(
             assert response.status == 200
 
     async with pool.acquire() as conn:
-        counts = await backfill(conn, stripe_client, StripeGate(None))
+        counts = await backfill(conn, stripe_client, RateLimitedStripe(None))
     assert counts["payment_methods"] >= 2 and counts["mandates"] >= 1
     methods = await pool.fetch(
         "SELECT id, type, last4, mandate_reference FROM payment_methods WHERE account_id = $1 ORDER BY type",

@@ -9,9 +9,9 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.billing.masking import MASK, luhn_valid, mask_card_numbers, may_hold_card_number
 from tasks.billing.signature import SignatureError, verify_signature
 from tests.privacy.card_detector import card_numbers
+from workers.card_numbers import MASK, luhn_valid, mask_card_numbers, may_hold_card_number
 
 bodies = st.binary(min_size=0, max_size=2048).map(lambda raw: raw.decode("latin-1").encode())
 secrets_ = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=8, max_size=40)
@@ -131,7 +131,7 @@ def test_a_card_number_written_as_a_json_float_is_masked_before_storing() -> Non
     """Stored as written: 4242424242424242.0, or digits after a point, would be a card
     number in the inbox's text. (Seen: a Luhn-valid 17-digit fraction left in a payload.)"""
     from tasks.billing.inbox import parse_event
-    from tasks.billing.masking import MASK
+    from workers.card_numbers import MASK
 
     body = '{"id": "evt_x1", "object": "event", "type": "t", "created": 1, "data": {"object": '
     for number, kept in (("4242424242424242.0", False), ("0.4242424242424242", False), ("1.5", True)):

@@ -13,7 +13,8 @@ import asyncpg
 from pydantic import SecretStr
 
 from tasks.breach.campaigns import start
-from tasks.breach.sending import CLAIM, LEASE, RECORD, Lane, send_batch
+from tasks.breach.lanes import CampaignSender, send_batch
+from tasks.breach.recipient_rows import CLAIM, LEASE, RECORD
 from tests.breach_setup import (
     BATCH,
     DATA,
@@ -106,7 +107,7 @@ async def test_an_internationalised_address_uses_smtputf8_or_fails_clearly(
         with sink(tmp_path, *faults) as (smtp_url, mail):
             settings = load_settings().model_copy(update={"smtp_url": SecretStr(smtp_url)})
             smtp = SmtpPool(settings, 1)
-            await send_batch(Lane(pool, settings, smtp, None), campaign_id)
+            await send_batch(CampaignSender(pool, settings, smtp, None), campaign_id)
             await smtp.close()
             delivered = sum(message_ids(mail).values())
         row = (await recipients(pool, campaign_id))[account_id]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.breach.message import Prepared, Recipient, message_id
+from tasks.breach.message import CompiledMessage, Recipient, message_id
 from tasks.breach.notice import Notice, NoticeError, from_files, from_incident
 
 DATA = Path(__file__).parent.parent / "data"
@@ -25,7 +25,9 @@ NOTICE = Notice(
 
 
 def _render(recipient: Recipient, notice: Notice = NOTICE) -> bytes:
-    return Prepared(7, notice, sender=SENDER, privacy_contact="privacy@bindery.example").message(recipient)
+    return CompiledMessage(7, notice, sender=SENDER, privacy_contact="privacy@bindery.example").message(
+        recipient
+    )
 
 
 def test_a_message_is_multipart_alternative_french_first_with_the_headers_it_needs() -> None:
@@ -119,7 +121,7 @@ def test_the_art_34_template_is_filled_from_an_incident_file(tmp_path: Path) -> 
         "Ce que nous vous conseillons de faire",
     ):
         assert heading in notice.body_fr
-    prepared = Prepared(1, notice, sender=SENDER, privacy_contact="dpo@x.example")
+    prepared = CompiledMessage(1, notice, sender=SENDER, privacy_contact="dpo@x.example")
     parsed = message_from_bytes(prepared.message(Recipient(1, "a@exemple.fr", "Zoé")), policy=policy.default)
     body = parsed.get_body(("plain",)).get_content()
     assert "$100" in body and "dpo@x.example" in body and "What we advise you to do" in body
@@ -169,7 +171,7 @@ def test_the_compiled_message_equals_the_message_rendered_whole(
     lines' soft breaks included."""
     recipient = Recipient(1, "a@exemple.fr", first, last, business)
     for notice in (LONG_NOTICE, NOTICE):
-        prepared = Prepared(7, notice, sender=SENDER, privacy_contact="privacy@bindery.example")
+        prepared = CompiledMessage(7, notice, sender=SENDER, privacy_contact="privacy@bindery.example")
         parts = prepared.parts(recipient)
         assert parts == prepared.reference_parts(recipient)
         for part, encoded in zip(prepared.texts(recipient), parts, strict=True):
@@ -179,12 +181,12 @@ def test_the_compiled_message_equals_the_message_rendered_whole(
 def test_names_that_compile_inexactly_are_rendered_whole() -> None:
     """In LONG_NOTICE a paragraph ends with the business name: when it is empty, the
     paragraph loses the space before it, which the compiled message would keep."""
-    prepared = Prepared(7, LONG_NOTICE, sender=SENDER, privacy_contact="privacy@bindery.example")
+    prepared = CompiledMessage(7, LONG_NOTICE, sender=SENDER, privacy_contact="privacy@bindery.example")
     assert (False, False, False) in prepared.exact and (False, False, True) not in prepared.exact
     without_business = Recipient(1, "a@exemple.fr", "Zoé", "Martin", None)
     text = message_from_bytes(prepared.message(without_business), policy=policy.default).get_body(("plain",))
     assert text is not None and "\r\n$5\r\n" in text.get_content()  # not "$5 "
-    assert Prepared(7, NOTICE, sender=SENDER, privacy_contact="p@x.example").exact == {
+    assert CompiledMessage(7, NOTICE, sender=SENDER, privacy_contact="p@x.example").exact == {
         (first, last, business)
         for first in (False, True)
         for last in (False, True)

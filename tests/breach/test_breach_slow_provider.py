@@ -1,5 +1,5 @@
 """A breach campaign at a provider's slow rate, and a customer who changes address during
-it: lanes in this process (tasks/breach/sending.py), the real SMTP sink, the rate limiter
+it: lanes in this process (tasks/breach/lanes.py), the real SMTP sink, the rate limiter
 in Redis, the reconciler running all along."""
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ import redis
 import redis.asyncio
 from pydantic import SecretStr
 
-from tasks.breach import campaigns, sending
+from tasks.breach import campaigns, recipient_rows
+from tasks.breach import lanes as sending_lanes
+from tasks.breach.lanes import CampaignSender, send_batch
 from tasks.breach.notice import from_incident
-from tasks.breach.sending import Lane, reconcile, send_batch
+from tasks.breach.recipient_rows import reconcile
 from tests.breach_setup import DATA, sink
 from tests.conftest import REDIS_URL
 from workers.rate_limit import RateLimiter
@@ -37,7 +39,7 @@ async def _campaign(pool: Any) -> int:
     return campaign_id
 
 
-async def _lane_until_done(lane: Lane, campaign_id: int) -> None:
+async def _lane_until_done(lane: CampaignSender, campaign_id: int) -> None:
     while (await campaigns.status(lane.pool, campaign_id))["state"] != "done":
         outcome = await send_batch(lane, campaign_id)
         if not outcome["claimed"]:
@@ -48,8 +50,8 @@ async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
     accounts_db: Any, tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A lease of 5 s stands for the 5 minutes: a 12-row batch at 1 message/s outlives it twice.
-    monkeypatch.setattr(sending, "LEASE", timedelta(seconds=5))
-    monkeypatch.setattr(sending, "RENEW_EVERY", timedelta(seconds=1))
+    monkeypatch.setattr(recipient_rows, "LEASE", timedelta(seconds=5))
+    monkeypatch.setattr(sending_lanes, "RENEW_EVERY", timedelta(seconds=1))
     db = await accounts_db(12)
     pool = db.pool
     await pool.execute("UPDATE accounts SET email = 'c' || id || '@exemple.fr'")  # no faulty addresses
@@ -65,7 +67,7 @@ async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
         )
         limiter = RateLimiter(client, "breach-slow-test", rate=1.0, burst=1)
         smtps = [SmtpPool(settings, 1) for _ in range(2)]
-        lanes = [Lane(pool, settings, smtp, limiter) for smtp in smtps]
+        lanes = [CampaignSender(pool, settings, smtp, limiter) for smtp in smtps]
 
         async def reconciling() -> None:
             while True:
@@ -99,8 +101,10 @@ async def test_a_customer_who_changed_address_is_written_to_at_the_new_one_once(
     with sink(tmp_path) as (smtp_url, mail):
         settings = load_settings().model_copy(update={"smtp_url": SecretStr(smtp_url)})
         smtp = SmtpPool(settings, 1)
-        await _lane_until_done(Lane(pool, settings, smtp, None), campaign_id)
-        await send_batch(Lane(pool, settings, smtp, None), campaign_id)  # a late lane sends nothing more
+        await _lane_until_done(CampaignSender(pool, settings, smtp, None), campaign_id)
+        await send_batch(
+            CampaignSender(pool, settings, smtp, None), campaign_id
+        )  # a late lane sends nothing more
         await smtp.close()
         received = _recipients(mail)
     assert received["moved@exemple.org"] == 1 and f"c{moved}@exemple.fr" not in received

@@ -316,7 +316,7 @@ async def _new_account(database_url: str, email: str) -> int:
 async def test_a_database_restored_from_before_an_erasure_is_erased_again_by_reapply(
     resources: Resources, database_url: str, tmp_path: Path, smtp_sink: Path
 ) -> None:
-    from tasks.erasure.operate import reapply
+    from tasks.erasure.admin import reapply
 
     pool = resources.pool
     erased = await make_customer(resources, database_url, instances=1)

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 from tasks.billing.objects import apply_subscription
 from tasks.billing.ordering import apply_in_order
 from tasks.billing.processing import process_event
+from tasks.erasure.admin import reapply
 from tasks.erasure.ledger import digest
-from tasks.erasure.operate import reapply
 from tasks.erasure.requests import request_erasure
 from tasks.erasure.saga import run_request
 from tasks.erasure.steps import STAGES, Step
@@ -241,7 +241,7 @@ def refusing_resources(resources: Resources, tmp_path: Path) -> object:
 
 
 async def test_a_closed_mailbox_is_recorded_and_the_erasure_finishes(refusing_resources: Resources) -> None:
-    from tasks.erasure.operate import request as request_command
+    from tasks.erasure.admin import request as request_command
 
     resources = refusing_resources
     pool = resources.pool

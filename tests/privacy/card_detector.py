@@ -1,5 +1,5 @@
 """An independent detector of card numbers, for the scans: written apart from the masker
-(tasks/billing/masking.py), so that a blind spot in one is not the other's.
+(workers/card_numbers.py), so that a blind spot in one is not the other's.
 
 A number stands alone (not inside a hex hash or an id: bounded by anything but a letter
 or a digit); its digits may be separated by up to three separators (whitespace of any

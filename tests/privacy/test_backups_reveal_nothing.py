@@ -29,8 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from tasks.backups.nightly_restore import SCRATCH_PREFIX, drop_abandoned_scratch
 from tasks.backups.restore import restore_backup
-from tasks.backups.restore_test import SCRATCH_PREFIX, drop_abandoned_scratch
 from tasks.backups.run import back_up
 from tasks.backups.sweeper import sweep
 from tests.instances import add_instance
@@ -135,7 +135,7 @@ async def test_the_bucket_holds_ciphertext_only_and_no_argv_holds_the_password(
 
 RESTORE_TEST = """
 import asyncio, sys, uuid
-from tasks.backups.restore_test import restore_test
+from tasks.backups.nightly_restore import restore_and_compare
 from workers.db import create_pool
 from workers.s3 import s3_client
 from workers.settings import load_settings
@@ -144,7 +144,7 @@ async def main():
     settings = load_settings()
     pool = await create_pool(settings.database_url, max_size=4)
     async with s3_client(settings) as client:
-        await restore_test(pool, settings, client, uuid.UUID(sys.argv[1]))
+        await restore_and_compare(pool, settings, client, uuid.UUID(sys.argv[1]))
 
 asyncio.run(main())
 """

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tasks.breach.sending import reconcile
+from tasks.breach.recipient_rows import reconcile
 from tests.breach_setup import (
     BATCH,
     LANES,

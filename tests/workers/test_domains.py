@@ -40,3 +40,34 @@ def test_every_domain_mounts_its_commands() -> None:
     assert {"stripe", "backup", "erasure", "breach"} <= names
     assert {"migrate", "web", "worker", "scheduler", "dev", "token"} <= names
     assert len(DOMAINS) == 4
+
+
+def test_plumbing_names_no_domain_but_in_the_loader() -> None:
+    """workers/ and scheduler/ import no module of tasks/: the domains' surfaces reach
+    them through workers/domains.py (the development stack, not installed, may)."""
+    import ast
+    from pathlib import Path
+
+    importers = []
+    for path in [*Path("workers").rglob("*.py"), *Path("scheduler").rglob("*.py")]:
+        if "devstack" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            importers += [f"{path}: {name}" for name in names if name == "tasks" or name.startswith("tasks.")]
+    assert importers == []
+
+
+def test_the_stripe_webhook_is_mounted_from_billing() -> None:
+    from workers.domains import domain_routes
+    from workers.web.openapi import openapi_document
+
+    assert [routes.__name__ for routes in domain_routes()] == ["tasks.billing.routes"]
+    document = openapi_document()
+    assert "/webhooks/stripe" in document["paths"] and "StripeEvent" in document["components"]["schemas"]

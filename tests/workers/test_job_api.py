@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -94,6 +96,30 @@ async def test_bad_requests_get_json_errors_and_store_nothing(
     assert response.status == status
     assert (await response.json())["error"] == error
     assert await pool.fetchval("SELECT count(*) FROM jobs") == before
+
+
+@pytest.mark.parametrize(
+    "account_id", ["4242424242424242", "378282246310005", "9223372036854775806", "4.242424242424242e15"]
+)
+async def test_an_argument_that_holds_a_card_number_is_refused_and_stored_nowhere(
+    client: TestClient[Any, Any], pool: asyncpg.Pool, account_id: str
+) -> None:
+    """Job arguments are stored in the job's row: a card number there, even as an id
+    (billing.push_account checks nothing before it is queued), would break the promise."""
+    billing = await create_token(pool, f"billing-{secrets.token_hex(3)}", ["billing"])
+    before = await pool.fetchval("SELECT count(*) FROM jobs")
+    response = await client.post(
+        "/jobs/billing.push_account",
+        data='{"account_id": ' + account_id + "}",
+        headers={**auth(billing), "Content-Type": "application/json"},
+    )
+    assert response.status == 422, await response.text()
+    answer = await response.json()
+    assert answer["error"] == "invalid_arguments" and account_id not in json.dumps(answer)
+    assert await pool.fetchval("SELECT count(*) FROM jobs") == before
+    # An ordinary id goes through.
+    fine = await client.post("/jobs/billing.push_account", json={"account_id": 42}, headers=auth(billing))
+    assert fine.status == 202
 
 
 async def test_idempotency_key_replays_the_same_job(client: TestClient[Any, Any], token: str) -> None:

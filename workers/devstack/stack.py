@@ -88,27 +88,7 @@ def run_dev_stack(settings: Settings) -> int:
     if problem:
         print(f"bindery: {problem}", file=sys.stderr)
         return 1
-
-    web_port = int(os.environ.get("PORT", "8000"))
-    s3_port = urlsplit(settings.s3_endpoint_url or "http://127.0.0.1:8333").port or 8333
-    smtp_port = urlsplit(settings.smtp_url.get_secret_value()).port or 25
-    stripe_base = settings.stripe_api_base or "http://127.0.0.1:8420"
-    stripe_port = urlsplit(stripe_base).port or 8420
-    # localstripe sits behind stripe_extras, which serves what it lacks (mandates, SEPA lists).
-    localstripe_port = stripe_port + 1
-    ports = {
-        "web": web_port,
-        "s3": s3_port,
-        "smtp": smtp_port,
-        "stripe": stripe_port,
-        "localstripe": localstripe_port,
-    }
-    for role, port in (
-        ("worker metrics", settings.worker_metrics_port),
-        ("scheduler metrics", settings.scheduler_metrics_port),
-    ):
-        if port:
-            ports[role] = port
+    ports = _ports(settings)
     busy = [f"{name} port {port}" for name, port in ports.items() if port_open("127.0.0.1", port)]
     if busy:
         print(f"bindery: cannot start the dev stack: {', '.join(busy)} already in use", file=sys.stderr)
@@ -119,21 +99,11 @@ def run_dev_stack(settings: Settings) -> int:
     token = asyncio.run(_prepare_database(settings, saved))
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
-    env = {**os.environ, "STRIPE_API_BASE": stripe_base, "PORT": str(web_port), "PYTHONUNBUFFERED": "1"}
+    stripe_base = settings.stripe_api_base or "http://127.0.0.1:8420"
+    env = {**os.environ, "STRIPE_API_BASE": stripe_base, "PORT": str(ports["web"]), "PYTHONUNBUFFERED": "1"}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    stand_ins = {
-        "s3": seaweedfs.server_command(dev_dir / "s3", dev_dir / "s3-identities.json", s3_port, settings),
-        "smtp": commands.smtp_sink(smtp_port, dev_dir / "mail"),
-        "localstripe": commands.localstripe(localstripe_port),
-        # Webhooks reach the web process late, some twice, out of order, as Stripe's do.
-        "stripe": commands.stripe_extras(
-            stripe_port,
-            localstripe_port,
-            *commands.stripe_webhooks(web_port, settings.webhook_secrets[0]),
-        ),
-    }
     manager = Manager(Printer(sys.stdout))
-    for name, argv in stand_ins.items():
+    for name, argv in _stand_ins(settings, dev_dir, ports).items():
         manager.add_process(name, shlex.join(argv), env=env, cwd=str(PROJECT_ROOT))
     roles = _procfile_roles(PROJECT_ROOT / "Procfile")
     for role in ROLES:
@@ -143,6 +113,40 @@ def run_dev_stack(settings: Settings) -> int:
     manager.loop()
     lock.close()
     return manager.returncode or 0
+
+
+def _ports(settings: Settings) -> dict[str, int]:
+    """Every port the stack listens on, by what listens."""
+    stripe_port = urlsplit(settings.stripe_api_base or "http://127.0.0.1:8420").port or 8420
+    ports = {
+        "web": int(os.environ.get("PORT", "8000")),
+        "s3": urlsplit(settings.s3_endpoint_url or "http://127.0.0.1:8333").port or 8333,
+        "smtp": urlsplit(settings.smtp_url.get_secret_value()).port or 25,
+        "stripe": stripe_port,
+        # localstripe sits behind stripe_extras, which serves what it lacks (mandates, SEPA lists).
+        "localstripe": stripe_port + 1,
+    }
+    for role, port in (
+        ("worker metrics", settings.worker_metrics_port),
+        ("scheduler metrics", settings.scheduler_metrics_port),
+    ):
+        if port:
+            ports[role] = port
+    return ports
+
+
+def _stand_ins(settings: Settings, dev_dir: Path, ports: dict[str, int]) -> dict[str, list[str]]:
+    return {
+        "s3": seaweedfs.server_command(dev_dir / "s3", dev_dir / "s3-identities.json", ports["s3"], settings),
+        "smtp": commands.smtp_sink(ports["smtp"], dev_dir / "mail"),
+        "localstripe": commands.localstripe(ports["localstripe"]),
+        # Webhooks reach the web process late, some twice, out of order, as Stripe's do.
+        "stripe": commands.stripe_extras(
+            ports["stripe"],
+            ports["localstripe"],
+            *commands.stripe_webhooks(ports["web"], settings.webhook_secrets[0]),
+        ),
+    }
 
 
 def _announce(ports: dict[str, int], token: str) -> None:

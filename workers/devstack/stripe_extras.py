@@ -34,15 +34,19 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from workers.devstack.stripe_webhooks import Relay, WebhookConfig, new_event
+from workers.devstack.stripe_webhooks import (
+    RELAY,
+    Relay,
+    WebhookConfig,
+    add_relay_routes,
+    new_event,
+    register_relay,
+)
 
 Obj = dict[str, Any]
 UPSTREAM = web.AppKey("upstream", str)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 STATE = web.AppKey("state", dict)
-RELAY = web.AppKey("relay", Relay)
-# What localstripe signs its webhooks to us with: they never leave this machine.
-INTERNAL_SECRET = "whsec_localstripe_to_extras"  # noqa: S105  # nosec B105
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version")
 
 
@@ -103,25 +107,6 @@ def _mandate(payment_method_id: str) -> Obj:
 
 def _emit(request: web.Request, event_type: str, obj: Obj, previous: Obj | None = None) -> None:
     request.app[RELAY].send(new_event(event_type, obj, previous))
-
-
-async def relay(request: web.Request) -> web.Response:
-    """localstripe's own webhooks, passed on as Stripe would deliver them."""
-    request.app[RELAY].send(await request.json())
-    return web.Response()
-
-
-async def webhooks_status(request: web.Request) -> web.Response:
-    return _json(200, request.app[RELAY].status())
-
-
-async def configure_webhooks(request: web.Request) -> web.Response:
-    try:
-        config = WebhookConfig.from_json(await request.json())
-    except (KeyError, TypeError, ValueError) as error:
-        return _json(400, {"error": {"type": "invalid_request_error", "message": str(error)}})
-    request.app[RELAY].configure(config)
-    return _json(200, request.app[RELAY].status())
 
 
 async def delete_customer(request: web.Request) -> web.Response:
@@ -231,25 +216,6 @@ async def forward(request: web.Request) -> web.Response:
     return _json(status, payload)
 
 
-REGISTER_FOR_SECONDS = 60.0
-
-
-async def _register_relay(app: web.Application, port: int) -> None:
-    """Tell localstripe to send its webhooks to our `/_relay`, once it answers."""
-    config = {"url": f"http://127.0.0.1:{port}/_relay", "secret": INTERNAL_SECRET}
-    deadline = time.monotonic() + REGISTER_FOR_SECONDS
-    while True:
-        try:
-            async with app[SESSION].post(app[UPSTREAM] + "/_config/webhooks/relay", json=config) as answer:
-                answer.raise_for_status()
-                return
-        except aiohttp.ClientError:
-            if time.monotonic() > deadline:
-                print("stripe_extras: localstripe never answered; its webhooks are not relayed", flush=True)
-                return
-            await asyncio.sleep(0.2)
-
-
 def create_app(
     upstream: str, port: int | None = None, webhooks: WebhookConfig | None = None
 ) -> web.Application:
@@ -265,7 +231,11 @@ def create_app(
     async def session(app: web.Application) -> Any:
         app[SESSION] = aiohttp.ClientSession()
         # localstripe may start after us (the dev stack starts both at once).
-        registering = asyncio.create_task(_register_relay(app, port)) if port is not None else None
+        registering = (
+            asyncio.create_task(register_relay(app[SESSION], app[UPSTREAM], port))
+            if port is not None
+            else None
+        )
         yield
         if registering is not None:
             registering.cancel()
@@ -273,9 +243,7 @@ def create_app(
         await app[SESSION].close()
 
     app.cleanup_ctx.append(session)
-    app.router.add_post("/_relay", relay)
-    app.router.add_get("/_extras/webhooks", webhooks_status)
-    app.router.add_post("/_extras/webhooks", configure_webhooks)
+    add_relay_routes(app)
     app.router.add_delete("/v1/customers/{id}", delete_customer)
     app.router.add_post("/v1/payment_methods/{id}/attach", attach_payment_method)
     app.router.add_post("/v1/payment_methods/{id}/detach", detach_payment_method)

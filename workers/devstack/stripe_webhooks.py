@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 Obj = dict[str, Any]
 
@@ -155,3 +156,55 @@ class Relay:
             task.cancel()
         if self._session is not None:
             await self._session.close()
+
+
+# The relay inside the Stripe fake's server (workers/devstack/stripe_extras.py).
+RELAY = web.AppKey("relay", Relay)
+# What localstripe signs its webhooks to us with: they never leave this machine.
+INTERNAL_SECRET = "whsec_localstripe_to_extras"  # noqa: S105  # nosec B105
+
+
+async def relay(request: web.Request) -> web.Response:
+    """localstripe's own webhooks, passed on as Stripe would deliver them."""
+    request.app[RELAY].send(await request.json())
+    return web.Response()
+
+
+async def webhooks_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[RELAY].status())
+
+
+async def configure_webhooks(request: web.Request) -> web.Response:
+    try:
+        config = WebhookConfig.from_json(await request.json())
+    except (KeyError, TypeError, ValueError) as error:
+        return web.json_response(
+            {"error": {"type": "invalid_request_error", "message": str(error)}}, status=400
+        )
+    request.app[RELAY].configure(config)
+    return web.json_response(request.app[RELAY].status())
+
+
+def add_relay_routes(app: web.Application) -> None:
+    app.router.add_post("/_relay", relay)
+    app.router.add_get("/_extras/webhooks", webhooks_status)
+    app.router.add_post("/_extras/webhooks", configure_webhooks)
+
+
+REGISTER_FOR_SECONDS = 60.0
+
+
+async def register_relay(session: aiohttp.ClientSession, upstream: str, port: int) -> None:
+    """Tell localstripe to send its webhooks to our `/_relay`, once it answers."""
+    config = {"url": f"http://127.0.0.1:{port}/_relay", "secret": INTERNAL_SECRET}
+    deadline = time.monotonic() + REGISTER_FOR_SECONDS
+    while True:
+        try:
+            async with session.post(upstream + "/_config/webhooks/relay", json=config) as answer:
+                answer.raise_for_status()
+                return
+        except aiohttp.ClientError:
+            if time.monotonic() > deadline:
+                print("stripe_extras: localstripe never answered; its webhooks are not relayed", flush=True)
+                return
+            await asyncio.sleep(0.2)

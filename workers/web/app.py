@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from workers import broker as broker_module
 from workers.batching import PooledBatcher
 from workers.db import create_pool
-from workers.domains import declare_actors
+from workers.domains import declare_actors, domain_routes
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.gc_pauses import freeze_startup_objects
 from workers.jobs import JOB_NAME
@@ -29,9 +29,8 @@ from workers.web.errors import error_response
 from workers.web.job_api import flush_submissions, job_status, submit_job
 from workers.web.openapi import openapi_document
 from workers.web.state import STATE, WebState
-from workers.web.stripe_webhook import flush_events, receive_stripe_event
 
-MAX_BODY = 1024 * 1024  # the webhook contract's 1 MiB; job arguments are far smaller
+MAX_BODY = 1024 * 1024  # the Stripe webhook contract's 1 MiB; job arguments are far smaller
 PROBE_TIMEOUT = 2.0
 
 REQUESTS = Counter("bindery_http_requests_total", "HTTP requests.", ["route", "method", "status"])
@@ -131,7 +130,6 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
             broker=the_broker,
             verifier=TokenVerifier(pool, cache_seconds=settings.api_token_cache_seconds),
             submissions=PooledBatcher(pool, lambda conn, batch: flush_submissions(state, conn, batch)),
-            stripe_inbox=PooledBatcher(pool, lambda conn, batch: flush_events(state, conn, batch)),
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="broker"),
             enqueuer=AsyncRedisEnqueuer(the_broker) if isinstance(the_broker, RedisBroker) else None,
         )
@@ -155,7 +153,8 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
     # Allow header names exactly the methods of that resource.
     app.router.add_post("/jobs/{name:" + JOB_NAME + "}", submit_job)
     app.router.add_get(r"/jobs/{job_id:[^/.]+}", job_status)
-    app.router.add_post("/webhooks/stripe", receive_stripe_event)
+    for routes in domain_routes():
+        routes.register(app)  # after open_state: a domain's context may use the state
     return app
 
 

@@ -1,13 +1,13 @@
-"""The OpenAPI description of the HTTP API, built from the job registry so it cannot drift."""
+"""The OpenAPI description of the HTTP API, built from the job registry and the domains'
+routes so it cannot drift."""
 
 from __future__ import annotations
 
 import functools
 from typing import Any
 
-from tasks.billing.inbox import EVENT_ID, MAX_CREATED
-from workers.domains import declare_actors
-from workers.jobs import JOBS
+from workers.domains import declare_actors, domain_routes
+from workers.jobs import JOBS, JobSpec
 from workers.web.job_api import IDEMPOTENCY_KEY
 
 _ERROR = {
@@ -17,7 +17,7 @@ _ERROR = {
 }
 
 
-def _errors(*statuses: int) -> dict[str, Any]:
+def error_responses(*statuses: int) -> dict[str, Any]:
     return {
         str(status): {
             "description": "error",
@@ -27,21 +27,39 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+def json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 @functools.cache  # the registry is fixed once the process has imported its tasks
 def openapi_document() -> dict[str, Any]:
     declare_actors()  # every job is documented
-    paths: dict[str, Any] = {
+    paths = {**_probe_paths(), **_job_status_path()}
+    schemas = {"Error": _ERROR, **_job_schemas()}
+    for routes in domain_routes():
+        paths.update(routes.openapi_paths())
+        schemas.update(routes.openapi_schemas())
+    paths.update({f"/jobs/{name}": _job_path(name, spec) for name, spec in sorted(JOBS.items())})
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "bindery", "version": "1"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+    }
+
+
+def _probe_paths() -> dict[str, Any]:
+    return {
         "/healthz": {
-            "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}
+            "get": {"summary": "Liveness", "responses": {"200": json_response({"type": "object"}, "alive")}}
         },
         "/readyz": {
             "get": {
                 "summary": "Database and broker reachable",
-                "responses": {"200": _json({"type": "object"}, "ready"), **_errors(503)},
+                "responses": {"200": json_response({"type": "object"}, "ready"), **error_responses(503)},
             }
         },
         "/metrics": {
@@ -50,128 +68,81 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}},
             }
         },
-        "/webhooks/stripe": {
-            "post": {
-                "summary": "A Stripe event, signed (Stripe-Signature); stored before the 200",
-                "parameters": [
-                    {
-                        "name": "Stripe-Signature",
-                        "in": "header",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    }
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StripeEvent"}}},
-                },
-                "responses": {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "required": ["received", "duplicate"],
-                            "properties": {"received": {"type": "boolean"}, "duplicate": {"type": "boolean"}},
-                        },
-                        "stored (or already known)",
-                    ),
-                    **_errors(400, 413, 503),
-                },
-            }
-        },
+    }
+
+
+def _job_status_path() -> dict[str, Any]:
+    job_id = {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+    return {
         "/jobs/{job_id}": {
             "get": {
                 "summary": "A job's status",
                 "security": [{"bearer": []}],
-                "parameters": [
-                    {
-                        "name": "job_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "format": "uuid"},
-                    }
-                ],
+                "parameters": [job_id],
                 "responses": {
-                    "200": _json({"$ref": "#/components/schemas/Job"}, "the job"),
+                    "200": json_response({"$ref": "#/components/schemas/Job"}, "the job"),
                     # 405: the path is a job's name (POST only), not an id.
-                    **_errors(401, 403, 404, 405, 503),
-                },
-            }
-        },
-    }
-    for name, spec in sorted(JOBS.items()):
-        arguments = spec.arguments.model_json_schema()
-        paths[f"/jobs/{name}"] = {
-            "post": {
-                "summary": spec.description.splitlines()[0] if spec.description else name,
-                "security": [{"bearer": []}],
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {"type": "string", "pattern": "^" + IDEMPOTENCY_KEY + "$"},
-                    }
-                ],
-                "requestBody": {
-                    # An empty body means {}: it is enough for a job without required arguments.
-                    "required": bool(arguments.get("required")),
-                    "content": {"application/json": {"schema": arguments}},
-                },
-                "responses": {
-                    "202": _json({"$ref": "#/components/schemas/Accepted"}, "queued"),
-                    # 404: what the arguments name does not exist (an unknown account…).
-                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
+                    **error_responses(401, 403, 404, 405, 503),
                 },
             }
         }
+    }
+
+
+def _job_path(name: str, spec: JobSpec) -> dict[str, Any]:
+    arguments = spec.arguments.model_json_schema()
+    key = {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "pattern": "^" + IDEMPOTENCY_KEY + "$"},
+    }
     return {
-        "openapi": "3.1.0",
-        "info": {"title": "bindery", "version": "1"},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {
-                "Error": _ERROR,
-                # What the receiver checks of an event before storing it (tasks/billing/inbox.py).
-                "StripeEvent": {
-                    "type": "object",
-                    "required": ["id", "object", "type", "created", "data"],
-                    "properties": {
-                        "id": {"type": "string", "pattern": "^" + EVENT_ID + "$"},
-                        "object": {"const": "event"},
-                        "type": {"type": "string", "minLength": 1, "maxLength": 255},
-                        "created": {"type": "integer", "minimum": 0, "maximum": MAX_CREATED},
-                        "livemode": {"type": "boolean"},
-                        "data": {
-                            "type": "object",
-                            "required": ["object"],
-                            "properties": {"object": {"type": "object"}},
-                        },
-                    },
-                },
-                "Accepted": {
-                    "type": "object",
-                    "required": ["job_id", "status"],
-                    "properties": {
-                        "job_id": {"type": "string", "format": "uuid"},
-                        "status": {"type": "string"},
-                    },
-                },
-                "Job": {
-                    "type": "object",
-                    "required": ["job_id", "name", "status"],
-                    "properties": {
-                        "job_id": {"type": "string", "format": "uuid"},
-                        "name": {"type": "string"},
-                        "status": {"enum": ["queued", "running", "done", "failed"]},
-                        "attempts": {"type": "integer"},
-                        "result": {},
-                        "error": {"type": ["string", "null"]},
-                        "created_at": {"type": ["string", "null"]},
-                        "started_at": {"type": ["string", "null"]},
-                        "finished_at": {"type": ["string", "null"]},
-                    },
-                },
+        "post": {
+            "summary": spec.description.splitlines()[0] if spec.description else name,
+            "security": [{"bearer": []}],
+            "parameters": [key],
+            "requestBody": {
+                # An empty body means {}: it is enough for a job without required arguments.
+                "required": bool(arguments.get("required")),
+                "content": {"application/json": {"schema": arguments}},
+            },
+            "responses": {
+                "202": json_response({"$ref": "#/components/schemas/Accepted"}, "queued"),
+                # 404: what the arguments name does not exist (an unknown account…).
+                **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
+            },
+        }
+    }
+
+
+def _job_schemas() -> dict[str, Any]:
+    uuid = {"type": "string", "format": "uuid"}
+    moment = {"type": ["string", "null"]}
+    return {
+        "Accepted": {
+            "type": "object",
+            "required": ["job_id", "status"],
+            "properties": {"job_id": uuid, "status": {"type": "string"}},
+        },
+        "Job": {
+            "type": "object",
+            "required": ["job_id", "name", "status"],
+            "properties": {
+                "job_id": uuid,
+                "name": {"type": "string"},
+                "status": {"enum": ["queued", "running", "done", "failed"]},
+                "attempts": {"type": "integer"},
+                "result": {},
+                "error": {"type": ["string", "null"]},
+                "created_at": moment,
+                "started_at": moment,
+                "finished_at": moment,
             },
         },
     }

@@ -11,7 +11,6 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
-from tasks.billing.inbox import IncomingEvent
 from workers.batching import PooledBatcher
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.job_requests import Accepted, IdempotencyConflict, Submission
@@ -26,7 +25,6 @@ class WebState:
     broker: dramatiq.Broker
     verifier: TokenVerifier
     submissions: PooledBatcher[Submission, Accepted | IdempotencyConflict]
-    stripe_inbox: PooledBatcher[IncomingEvent, bool]
     # Broker clients block; they run here, off the event loop.
     executor: ThreadPoolExecutor
     # Redis broker: messages go out on the event loop; others use the executor.

@@ -1,5 +1,6 @@
-"""Defence in depth: anything in a payload that looks like a full card number is masked
-before it is stored. Stripe never sends one; if it ever did, it would not land here."""
+"""Defence in depth: anything that looks like a full card number is kept out of every
+table. The Stripe inbox masks it in payloads before storing them (Stripe never sends one;
+if it ever did, it would not land here); the job API refuses arguments that hold one."""
 
 from __future__ import annotations
 
@@ -105,3 +106,8 @@ def mask_card_numbers(value: Any) -> Any:
     if isinstance(value, list):
         return [mask_card_numbers(item) for item in value]
     return value
+
+
+def holds_card_number(value: Any) -> bool:
+    """Whether a decoded JSON value holds anything `mask_card_numbers` would mask."""
+    return bool(mask_card_numbers(value) != value)

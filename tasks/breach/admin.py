@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from tasks.breach import campaigns
-from tasks.breach.message import Prepared, Recipient
+from tasks.breach.message import CompiledMessage, Recipient
 from tasks.breach.notice import Notice
 from workers.db import create_pool
 from workers.mail import send_message
@@ -42,7 +42,7 @@ async def preview(settings: Settings, campaign_id: int, to: str | None) -> str:
     async with _pool(settings) as pool:
         notice = campaigns.notice_of(await campaigns.load(pool, campaign_id))
     recipient = SAMPLE if to is None else replace(SAMPLE, email=to)
-    prepared = Prepared(
+    prepared = CompiledMessage(
         campaign_id, notice, sender=settings.mail_from, privacy_contact=settings.privacy_contact
     )
     # Account 0 is nobody: a preview never shares its Message-ID with a customer's copy.

@@ -65,7 +65,7 @@ async def drop_abandoned_scratch(pool: asyncpg.Pool, settings: Settings) -> int:
     return dropped
 
 
-async def restore_test(
+async def restore_and_compare(
     pool: asyncpg.Pool, settings: Settings, client: Any, backup_id: uuid.UUID
 ) -> dict[str, Any]:
     expected = await pool.fetchval("SELECT table_counts FROM backups WHERE id = $1", backup_id)

@@ -25,7 +25,7 @@ def retry_after(error: stripe.RateLimitError) -> float:
         return 1.0
 
 
-class StripeGate:
+class RateLimitedStripe:
     """Parameters:
     limiter: the shared token bucket, or None (one-off CLI calls).
     """
