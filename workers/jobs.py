@@ -82,6 +82,21 @@ class JobSpec:
 
 JOBS: dict[str, JobSpec] = {}
 
+
+def row_must_exist(table: str, field: str) -> Precheck:
+    """A precheck: the row of `table` whose id is the argument `field` must exist, else the
+    API answers 404 (`accounts`/`account_id`: "unknown account 7")."""
+    # Both names are ours, from the job's declaration, never from a request.
+    query = f"SELECT 1 FROM {table} WHERE id = $1"  # nosec B608
+    what = table.removesuffix("s")
+
+    async def precheck(pool: asyncpg.Pool, arguments: JobArguments) -> str | None:
+        row_id = getattr(arguments, field)
+        return None if await pool.fetchval(query, row_id) else f"unknown {what} {row_id}"
+
+    return precheck
+
+
 # Who asked for the job being run ('token:<id>'), for handlers that audit it.
 _requester: ContextVar[str] = ContextVar("job_requester", default="api")
 

@@ -18,7 +18,7 @@ from tasks.backups.nightly_restore import next_to_restore, restore_and_compare
 from tasks.backups.run import back_up
 from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
-from workers.jobs import JobArguments, RowId, job
+from workers.jobs import JobArguments, RowId, job, row_must_exist
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
@@ -36,9 +36,7 @@ class InstanceArguments(JobArguments):
     instance_id: RowId
 
 
-async def instance_exists(pool: asyncpg.Pool, arguments: InstanceArguments) -> str | None:
-    found = await pool.fetchval("SELECT 1 FROM instances WHERE id = $1", arguments.instance_id)
-    return None if found else f"unknown instance {arguments.instance_id}"
+instance_exists = row_must_exist("instances", "instance_id")
 
 
 async def run_now_job(resources: Resources, arguments: InstanceArguments) -> dict[str, Any]:

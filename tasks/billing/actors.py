@@ -13,7 +13,7 @@ from tasks.billing.processing import process_events, stale_events
 from tasks.billing.reconcile import reconcile_events
 from tasks.billing.refetch import Refetcher
 from workers.enqueue import enqueue_many, new_messages
-from workers.jobs import JobArguments, RowId, job
+from workers.jobs import JobArguments, RowId, job, row_must_exist
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
@@ -76,7 +76,13 @@ async def push_account_job(resources: Resources, arguments: PushAccount) -> dict
         )
 
 
-job("billing.push_account", scope="billing", arguments=PushAccount, queue="billing")(push_account_job)
+job(
+    "billing.push_account",
+    scope="billing",
+    arguments=PushAccount,
+    queue="billing",
+    precheck=row_must_exist("accounts", "account_id"),
+)(push_account_job)
 
 
 @dramatiq.actor(

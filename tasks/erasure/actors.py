@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
 import dramatiq
 
 from tasks.erasure.notices import request_notice
 from tasks.erasure.requests import cancel_erasure, due_requests, request_erasure, summary
 from tasks.erasure.saga import run_request
 from workers.enqueue import enqueue_many
-from workers.jobs import JobArguments, RowId, current_requester, job
+from workers.jobs import JobArguments, RowId, current_requester, job, row_must_exist
 from workers.logs import get_logger
 from workers.mail import MailRefused, NotAMailbox, send_message
 from workers.queues import policy
@@ -81,11 +80,7 @@ async def cancel_job(resources: Resources, arguments: AccountArguments) -> dict[
     return {"request_id": cancelled["id"], "state": cancelled["state"]}
 
 
-async def account_exists(pool: asyncpg.Pool, arguments: AccountArguments) -> str | None:
-    found = await pool.fetchval("SELECT 1 FROM accounts WHERE id = $1", arguments.account_id)
-    return None if found else f"unknown account {arguments.account_id}"
-
-
+account_exists = row_must_exist("accounts", "account_id")
 job("erasure.request", scope="erasure", arguments=AccountArguments, queue="erasure", precheck=account_exists)(
     request_job
 )

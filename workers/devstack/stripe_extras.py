@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
+import string
 import time
 from typing import Any
 
@@ -41,6 +41,7 @@ from workers.devstack.stripe_webhooks import (
     add_relay_routes,
     new_event,
     register_relay,
+    stripe_id,
 )
 
 Obj = dict[str, Any]
@@ -84,9 +85,9 @@ def _with_mandate(app: web.Application, intent: Obj) -> Obj:
 
 
 def _mandate(payment_method_id: str) -> Obj:
-    reference = secrets.token_hex(8).upper()
+    reference = stripe_id("", 16, string.ascii_uppercase + string.digits)
     return {
-        "id": "mandate_" + secrets.token_hex(12),
+        "id": stripe_id("mandate_"),
         "object": "mandate",
         "customer_acceptance": {
             "accepted_at": int(time.time()),

@@ -121,12 +121,12 @@ async def submit_job(request: web.Request) -> web.Response:
             for e in error.errors(include_input=False, include_url=False)
         ]
         return json_error(422, "invalid_arguments", fields)
+    if spec.precheck is not None and (missing := await spec.precheck(state.pool, arguments)):
+        return json_error(404, "not_found", missing)
     stored = arguments.model_dump(mode="json")
     # What the arguments hold is stored in the job's row: never a card number, even as an id.
     if may_hold_card_number(await request.read()) and holds_card_number(stored):
         return json_error(422, "invalid_arguments", [_CARD_NUMBER])
-    if spec.precheck is not None and (missing := await spec.precheck(state.pool, arguments)):
-        return json_error(404, "not_found", missing)
 
     outcome = await state.submissions.submit(Submission(name, stored, identity.token_id, key))
     if isinstance(outcome, IdempotencyConflict):
