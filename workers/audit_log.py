@@ -1,4 +1,6 @@
-"""Audit records an actor writes on their own, grouped across a worker's threads.
+"""The one writer of `audit_log`: records written inside the caller's transaction
+(`write_audit`), and records an actor writes on their own, grouped across a worker's
+threads (`AuditLog`).
 
 Each audit record written outside a transaction was a statement and a commit of its
 own: as much of the database's work as a job's own two writes together. Records that
@@ -42,6 +44,20 @@ def as_columns(records: Sequence[AuditRecord]) -> list[list[Any]]:
         [r.subject_id for r in records],
         [r.details or {} for r in records],
     ]
+
+
+async def write_audit(conn: asyncpg.Pool | Connection, record: AuditRecord) -> None:
+    """One record, inside the caller's transaction when `conn` is in one: it commits with
+    the writes it records, or not at all."""
+    await conn.execute(
+        """INSERT INTO audit_log (actor, action, subject_type, subject_id, details)
+           VALUES ($1, $2, $3, $4, $5)""",
+        record.actor,
+        record.action,
+        record.subject_type,
+        record.subject_id,
+        record.details or {},
+    )
 
 
 class AuditLog:

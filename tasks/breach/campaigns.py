@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from tasks.breach.notice import Notice
+from workers.audit_log import AuditRecord, write_audit
 from workers.db import Connection, rows_affected
 from workers.errors import JobError
 
@@ -19,13 +20,7 @@ class CampaignError(JobError):
 
 
 async def audit(conn: asyncpg.Pool | Connection, actor: str, action: str, campaign_id: int) -> None:
-    await conn.execute(
-        """INSERT INTO audit_log (actor, action, subject_type, subject_id, details)
-           VALUES ($1, $2, 'breach_campaign', $3, '{}')""",
-        actor,
-        action,
-        str(campaign_id),
-    )
+    await write_audit(conn, AuditRecord(actor, action, "breach_campaign", str(campaign_id)))
 
 
 async def create(pool: asyncpg.Pool, notice: Notice, actor: str) -> int:

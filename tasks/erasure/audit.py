@@ -6,17 +6,11 @@ from typing import Any
 
 import asyncpg
 
+from workers.audit_log import AuditRecord, write_audit
 from workers.db import Connection
 
 
 async def audit(
     conn: asyncpg.Pool | Connection, actor: str, action: str, request_id: int, details: dict[str, Any]
 ) -> None:
-    await conn.execute(
-        """INSERT INTO audit_log (actor, action, subject_type, subject_id, details)
-           VALUES ($1, $2, 'erasure_request', $3, $4)""",
-        actor,
-        action,
-        str(request_id),
-        details,
-    )
+    await write_audit(conn, AuditRecord(actor, action, "erasure_request", str(request_id), details))
