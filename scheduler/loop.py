@@ -92,7 +92,7 @@ class Scheduler:
     def due(self, now: datetime) -> list[Fire]:
         """The slots to fire at `now`, per job policy; advances the cursors."""
         fires: list[Fire] = []
-        # Jobs sharing a schedule share its arithmetic (croniter costs ~1 ms a call).
+        # Jobs sharing a schedule share its arithmetic (a croniter call is not cheap).
         computed: dict[tuple[str, str, datetime], tuple[list[datetime], datetime]] = {}
         for name, cursor in self.cursors.items():
             if cursor.due > now:

@@ -20,7 +20,7 @@ _SEPARATORS = b" -./\t"
 # every other byte becomes "x", and the separators are deleted. A candidate then leaves
 # 13 "0"s in a row, or a number with a positive exponent ("0e0", "0e+0"), which Postgres
 # writes out in full: 1.5e+20 is stored as 150000000000000000000. bytes.translate and
-# `in` run in C, about 2 µs for a 2 KB event, where a regex scan costs several times that.
+# `in` run in C, several times faster than a regex scan of the same body.
 _CLASSES = b"".join(b"0" if char in "0123456789" else b"e" if char in "eE" else b"+" if char == "+" else b"x"
                     for char in map(chr, range(256)))  # fmt: skip
 _THIRTEEN = b"0" * 13

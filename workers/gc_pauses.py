@@ -3,9 +3,9 @@
 A full collection walks every object the collector tracks, and most of those in a
 bindery process are what importing aiohttp, dramatiq, stripe, pydantic and boto
 created: they live as long as the process. In the web process under the webhook
-benchmark's load that walk paused the event loop for 27–36 ms, twice in each 8-second
-round, with every in-flight request waiting on it. Frozen, those objects are no longer
-walked: the same pass took 0.5 ms.
+benchmark's load that walk paused the event loop for tens of milliseconds, several times
+a minute, with every in-flight request waiting on it. Frozen, those objects are no longer
+walked, and the same pass is short.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from workers.db import Connection
 from workers.enqueue import enqueue_many, new_messages
 from workers.ids import uuid4_batch
 from workers.jobs import JOBS
-from workers.queues import policy
+from workers.leases import lease_for
 from workers.shared_messages import shared_calls
 
 Enqueue = Callable[[list[tuple[str, UUID]]], Awaitable[None]]
@@ -122,7 +122,7 @@ async def requeue_stale_jobs(
     `updated_at` moves so the same job is not re-sent again at once.
     """
     names = list(JOBS)
-    leases = [policy(JOBS[name].queue).time_limit_s + 60.0 for name in names]
+    leases = [lease_for(JOBS[name].queue).total_seconds() for name in names]
     rows = await conn.fetch(
         """
         UPDATE jobs SET updated_at = now()

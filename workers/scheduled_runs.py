@@ -18,8 +18,8 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import SkipMessage
 from prometheus_client import Histogram
 
+from workers.leases import lease_for
 from workers.logs import get_logger
-from workers.queues import policy
 from workers.resources import current_resources
 
 log = get_logger(__name__)
@@ -63,7 +63,7 @@ class ScheduledRunMiddleware(dramatiq.Middleware):
         slot = datetime.fromisoformat(slot_text)
         loop_thread = get_event_loop_thread()
         assert loop_thread is not None
-        lease = policy(broker.get_actor(message.actor_name).queue_name).time_limit_s + 60
+        lease = lease_for(broker.get_actor(message.actor_name).queue_name).total_seconds()
         started = loop_thread.run_coroutine(
             start_run(
                 current_resources().pool,

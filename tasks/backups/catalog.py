@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import asyncpg
 
 from tasks.backups.pipeline import BackupFailed
 from tasks.erasure import erasure_has_begun
 from workers.errors import JobError
+from workers.leases import RENEWED_LEASE
 from workers.s3 import describe_s3_error
 
-LEASE = timedelta(minutes=2)
+LEASE = RENEWED_LEASE  # kept by a heartbeat while the backup runs
 CLAIM_LOCK = 0x62_61_63_6B  # pg_advisory_xact_lock key: one claim at a time counts the slots
 
 

@@ -3,8 +3,8 @@ streamed to S3, then a manifest (age-encrypted too), and only then `complete`; r
 at once, and then `verified`. The bucket holds ciphertext only. On any failure the
 multipart upload is aborted and the row says `failed` with the stage.
 
-A running backup renews its lease every HEARTBEAT, so a worker killed mid-upload frees
-its row within LEASE; the attempt that takes the row over aborts the upload the dead one
+A running backup keeps its lease with a heartbeat (workers/leases.py), so a worker killed
+mid-upload frees its row within LEASE; the attempt that takes the row over aborts the upload the dead one
 left (its id is in the row) and owns the row from then on: a late finish of the old
 attempt changes nothing (fencing on `upload_id`).
 """
@@ -12,7 +12,6 @@ attempt changes nothing (fencing on `upload_id`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -28,27 +27,8 @@ from tasks.backups.snapshot import Snapshot, source_snapshot, table_counts
 from tasks.backups.uploads import PartUploader, abort_upload
 from workers.db import rows_affected
 from workers.errors import JobError
-from workers.jobs import describe_error
-from workers.logs import get_logger
+from workers.leases import Held, heartbeat
 from workers.settings import Settings
-
-log = get_logger(__name__)
-HEARTBEAT = LEASE / 4
-
-
-async def _keep_lease(pool: asyncpg.Pool, backup_id: uuid.UUID, upload_id: str) -> None:
-    while True:
-        await asyncio.sleep(HEARTBEAT.total_seconds())
-        try:
-            await pool.execute(
-                """UPDATE backups SET lease_until = now() + $3::interval
-                    WHERE id = $1 AND upload_id = $2 AND state = 'running'""",
-                backup_id,
-                upload_id,
-                LEASE,
-            )
-        except (OSError, asyncpg.PostgresError) as error:  # the next beat may get through
-            log.warning("backup lease not renewed", error=describe_error(error))
 
 
 async def run_backup(
@@ -73,19 +53,16 @@ async def run_backup(
         return await _existing(pool, instance_id, day)
     row, bucket = claim.row, settings.s3_bucket
     upload_id = await _start_upload(pool, client, bucket, claim)
-    heartbeat = asyncio.create_task(_keep_lease(pool, row["id"], upload_id))
     try:
-        streamed, version, counts = await _upload(
-            settings, client, row, upload_id, database_url, instance_id, day, progress
-        )
+        # Fenced by the upload id: an attempt that took the row over made its own upload.
+        async with heartbeat(pool, Held("backups", "id", row["id"], "upload_id", upload_id, LEASE)):
+            streamed, version, counts = await _upload(
+                settings, client, row, upload_id, database_url, instance_id, day, progress
+            )
     except (Exception, asyncio.CancelledError) as error:
         await abort_upload(client, bucket, row["object_key"], upload_id)
         await mark_failed(pool, row["id"], upload_id, error)
         raise
-    finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
     await _mark_complete(pool, row["id"], upload_id, streamed, version, counts)
     return {"backup_id": str(row["id"]), "state": "complete", "created": True}
 

@@ -21,11 +21,12 @@ from tasks.billing.setup_intents import apply_setup_intent
 from workers.db import Connection, redoable_transaction
 from workers.errors import JobError
 from workers.jobs import describe_error
+from workers.leases import lease_for
 from workers.logs import get_logger
 
 log = get_logger(__name__)
 
-LEASE = timedelta(minutes=5)
+LEASE = lease_for("billing")  # a claim lives for one message
 MAX_ATTEMPTS = 8
 
 

@@ -6,8 +6,8 @@ and no such value goes into a header — the only per-recipient header is `To`, 
 address, checked for line breaks. The `Message-ID` is the same for a (campaign, account)
 however many times the message is rendered, so a duplicate is visible as one.
 
-The message is written as bytes, because the email package takes about 5 ms a message
-to build and flatten one, which is more than a mass mailing can spend: both parts are
+The message is written as bytes, because building and flattening one with the email
+package costs more CPU than a mass mailing can spend: both parts are
 quoted-printable (7-bit, lines within limits), and the boundary holds `=_`, which
 quoted-printable text can never contain. Each campaign's message is compiled once (see
 `CompiledMessage`): per recipient only the few lines that hold their values are filled in and
@@ -145,9 +145,9 @@ class CompiledMessage:
 
     It is compiled once: the notice rendered with a mark in place of each recipient's
     value, then each part's lines without a mark encoded. For a recipient, the marked
-    lines are filled in and encoded, and nothing else is done again: six times faster than
-    rendering each message whole (`reference_parts`), which mattered because the worker's
-    CPU is shared with the SMTP server's on a small machine.
+    lines are filled in and encoded, and nothing else is done again: several times faster
+    than rendering each message whole (`reference_parts`), which matters because the
+    worker's CPU is shared with the SMTP server's on a small machine.
 
     That is exact because a value is one line without whitespace at its ends (see
     `_values`): in a line, in a paragraph, in HTML escaping (character by character) it

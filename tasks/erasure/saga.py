@@ -13,7 +13,6 @@ message is lost. Only `delete_account`, after `verify` passed, marks it `done`.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import asyncpg
 
@@ -21,12 +20,15 @@ from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, capture_identity
 from tasks.erasure.steps import STAGES, Step
 from workers.jobs import describe_error
+from workers.leases import Held, lease_for
 from workers.logs import get_logger
 from workers.resources import Resources
 from workers.stripe_calls import RateLimitedStripe
 
 log = get_logger(__name__)
-LEASE = timedelta(minutes=20)
+# A run is one message, which Dramatiq stops at the queue's time limit: it never outlives
+# its lease. Renewed before each stage all the same, fenced by the attempt number.
+LEASE = lease_for("erasure")
 REAPPLY = "reapply"  # requested_by of an erasure re-applied to a restored database
 
 
@@ -54,7 +56,7 @@ async def run_request(resources: Resources, request_id: int) -> str:
         remaining = [(name, step) for name, step in stage if name not in finished]
         if not remaining:
             continue
-        if not await _still_ours(pool, request_id, claim["attempts"]):
+        if not await _held(request_id, claim["attempts"]).renew(pool):
             return "superseded"
         # A step that fails does not stop its siblings: what they finish stays finished.
         outcomes = await asyncio.gather(
@@ -64,7 +66,7 @@ async def run_request(resources: Resources, request_id: int) -> str:
         if failures:
             if all(isinstance(failure, Exception) for failure in failures):
                 # Released once the siblings are done too: no other run starts beside them.
-                await pool.execute("UPDATE erasure_requests SET lease_until = NULL WHERE id = $1", request_id)
+                await _held(request_id, claim["attempts"]).release(pool)
             raise failures[0]
     log.info("erasure done", request_id=request_id)
     return "done"
@@ -106,16 +108,9 @@ async def _finished_steps(pool: asyncpg.Pool, request_id: int) -> set[str]:
     return {row["step"] for row in rows}
 
 
-async def _still_ours(pool: asyncpg.Pool, request_id: int, attempts: int) -> bool:
-    """Renew the lease, fenced by the attempt number: a later run that took over wins."""
-    renewed = await pool.fetchval(
-        """UPDATE erasure_requests SET lease_until = now() + $3::interval
-            WHERE id = $1 AND state = 'running' AND attempts = $2 RETURNING true""",
-        request_id,
-        attempts,
-        LEASE,
-    )
-    return bool(renewed)
+def _held(request_id: int, attempts: int) -> Held:
+    """The claim of one run: fenced by its attempt number, so a later run that took over wins."""
+    return Held("erasure_requests", "id", request_id, "attempts", attempts, LEASE)
 
 
 async def _run_step(erasure: Erasure, name: str, step: Step) -> None:
