@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -78,25 +78,32 @@ class Heartbeat:
     lost: asyncio.Event  # set once a beat found the claim gone
 
 
+def heartbeat(pool: asyncpg.Pool, held: Held) -> contextlib.AbstractAsyncContextManager[Heartbeat]:
+    """Keep one row's claim while the block runs, renewed every third of its lease."""
+    return keep_renewing(lambda: held.renew(pool), held.lease.total_seconds() / 3, held.table)
+
+
 @contextlib.asynccontextmanager
-async def heartbeat(pool: asyncpg.Pool, held: Held) -> AsyncIterator[Heartbeat]:
-    """Keep the claim while the block runs: its lease is renewed every third of its
-    length. A beat that fails to reach the database is logged and the next one tries
-    again; once a beat finds the claim gone, beating stops and `lost` is set (the
-    holder's fenced writes will find that out too)."""
-    every = held.lease.total_seconds() / 3
+async def keep_renewing(
+    renew: Callable[[], Awaitable[bool]], every: float, what: str
+) -> AsyncIterator[Heartbeat]:
+    """Call `renew` every `every` seconds while the block runs, in the background, so that
+    a holder blocked on slow work (a long upload, a slow mail server) keeps its claim. A
+    beat that fails to reach the database is logged and the next one tries again; once
+    `renew` says the claim is gone, beating stops and `lost` is set (the holder's fenced
+    writes will find that out too)."""
     state = Heartbeat(asyncio.Event())
 
     async def beat() -> None:
         while True:
             await asyncio.sleep(every)
             try:
-                if not await held.renew(pool):
-                    log.warning("lease lost", table=held.table)
+                if not await renew():
+                    log.warning("lease lost", what=what)
                     state.lost.set()
                     return
             except (OSError, asyncpg.PostgresError) as error:
-                log.warning("lease not renewed", table=held.table, error=type(error).__name__)
+                log.warning("lease not renewed", what=what, error=type(error).__name__)
 
     beating = asyncio.create_task(beat())
     try:

@@ -8,7 +8,9 @@ Exactly once, per recipient: a row is `sent` only after the server accepted the 
 Outcomes are written every FLUSH_EVERY messages, so a crash re-sends at most what its lane
 had sent but not yet recorded: the reconciler returns rows whose lease ran out to
 `pending` (duplicates bounded by one batch per lane in flight). A live lane renews the
-lease of the rows it still holds every RENEW_EVERY, whatever the rate.
+lease of the rows it still holds every RENEW_EVERY in the background
+(`workers.leases.keep_renewing`), whatever the rate, even while a send waits on a slow
+server.
 
 Outcomes: a 2xx reply is `sent`; 4xx replies and connection errors come back `pending`
 after a backoff, up to BREACH_MAX_ATTEMPTS tries, then `failed`; 5xx is `failed` with its
@@ -17,7 +19,6 @@ code. When failures pass BREACH_FAILURE_THRESHOLD the campaign pauses itself and
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aiosmtplib
@@ -37,6 +38,7 @@ from tasks.breach.recipient_rows import (
     renew,
 )
 from tasks.breach.smtp_delivery import CONNECTION_ERRORS, deliver
+from workers.leases import keep_renewing
 from workers.rate_limit import RateLimiter
 from workers.settings import Settings
 from workers.smtp_pool import SmtpPool
@@ -105,36 +107,36 @@ async def send_batch(lane: CampaignSender, campaign_id: int) -> dict[str, int | 
     outcomes: list[Outcome] = []
     counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0}
     wait = None
-    loop = asyncio.get_running_loop()
-    renewed_at, held = loop.time(), [r["account_id"] for r in claimed]
-    for done, row in enumerate(claimed):
-        if loop.time() - renewed_at > RENEW_EVERY.total_seconds():
-            # Those sent but not yet recorded too: a lane sending them again would be a duplicate.
-            await renew(pool, campaign_id, held)
-            renewed_at = loop.time()
-        outcome = await _send_one(lane, compiled, row)
-        outcomes.append(outcome)
-        if outcome.state == "pending" and outcome.reply_code is None:
-            # The server is unreachable: the rest of the batch waits without spending a try,
-            # and so does this lane.
-            rest = [r["account_id"] for r in claimed[done + 1 :]]
-            counts["released"] = await release(pool, campaign_id, rest)
-            await pool.execute(
-                "UPDATE breach_campaigns SET unreachable_at = now() WHERE id = $1", campaign_id
-            )
-            wait = min(outcome.retry_in or PROBE_SECONDS, PROBE_SECONDS)
-            break
-        if len(outcomes) >= FLUSH_EVERY:
-            tally = await record_outcomes(pool, campaign_id, outcomes, counts)
-            outcomes = []
-            # Paused or cancelled meanwhile, or paused by this very tally: stop here.
-            if tally["state"] != "sending" or await _check_failures(lane, campaign_id, tally):
-                counts["released"] = await release(
-                    pool, campaign_id, [r["account_id"] for r in claimed[done + 1 :]]
+    held = [r["account_id"] for r in claimed]
+    # Those sent but not yet recorded too: a lane sending them again would be a duplicate.
+    async with keep_renewing(
+        lambda: renew(pool, campaign_id, held), RENEW_EVERY.total_seconds(), "breach rows"
+    ):
+        for done, row in enumerate(claimed):
+            outcome = await _send_one(lane, compiled, row)
+            outcomes.append(outcome)
+            if outcome.state == "pending" and outcome.reply_code is None:
+                # The server is unreachable: the rest of the batch waits without spending a try,
+                # and so does this lane.
+                rest = [r["account_id"] for r in claimed[done + 1 :]]
+                counts["released"] = await release(pool, campaign_id, rest)
+                await pool.execute(
+                    "UPDATE breach_campaigns SET unreachable_at = now() WHERE id = $1", campaign_id
                 )
+                wait = min(outcome.retry_in or PROBE_SECONDS, PROBE_SECONDS)
                 break
-    if outcomes:
-        await _check_failures(lane, campaign_id, await record_outcomes(pool, campaign_id, outcomes, counts))
+            if len(outcomes) >= FLUSH_EVERY:
+                tally = await record_outcomes(pool, campaign_id, outcomes, counts)
+                outcomes = []
+                # Paused or cancelled meanwhile, or paused by this very tally: stop here.
+                if tally["state"] != "sending" or await _check_failures(lane, campaign_id, tally):
+                    counts["released"] = await release(
+                        pool, campaign_id, [r["account_id"] for r in claimed[done + 1 :]]
+                    )
+                    break
+        if outcomes:
+            tally = await record_outcomes(pool, campaign_id, outcomes, counts)
+            await _check_failures(lane, campaign_id, tally)
     if counts["sent"] and campaign["unreachable_at"] is not None:
         await reachable_again(pool, campaign_id)
     return {**counts, "more": 0 if wait else 1, "wait": wait}

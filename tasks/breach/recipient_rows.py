@@ -89,8 +89,9 @@ async def claim_batch(pool: asyncpg.Pool, campaign_id: int, size: int) -> list[a
     return await pool.fetch(CLAIM, campaign_id, size, LEASE)
 
 
-async def renew(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int]) -> None:
-    await pool.execute(RENEW, campaign_id, account_ids, LEASE)
+async def renew(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int]) -> bool:
+    """Whether any of the rows was still the lane's to renew."""
+    return rows_affected(await pool.execute(RENEW, campaign_id, account_ids, LEASE)) > 0
 
 
 async def earliest_retry(pool: asyncpg.Pool, campaign_id: int) -> float | None:

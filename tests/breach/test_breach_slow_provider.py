@@ -109,3 +109,42 @@ async def test_a_customer_who_changed_address_is_written_to_at_the_new_one_once(
         received = _recipients(mail)
     assert received["moved@exemple.org"] == 1 and f"c{moved}@exemple.fr" not in received
     assert sum(received.values()) == 3
+
+
+async def test_a_send_that_hangs_past_the_lease_keeps_the_lane_s_rows(
+    accounts_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider holds one message's DATA for longer than the lease: the lane renews in
+    the background meanwhile, so the reconciler hands none of its rows to the other lane."""
+    monkeypatch.setattr(recipient_rows, "LEASE", timedelta(seconds=2))
+    monkeypatch.setattr(sending_lanes, "RENEW_EVERY", timedelta(seconds=0.5))
+    db = await accounts_db(4)
+    pool = db.pool
+    await pool.execute("UPDATE accounts SET email = 'c' || id || '@exemple.fr'")
+    campaign_id = await _campaign(pool)
+    first = await pool.fetchval("SELECT min(id) FROM accounts")
+    with sink(tmp_path, "--stall-data-once", f"c{first}@exemple.fr:5") as (smtp_url, mail):
+        settings = load_settings().model_copy(
+            update={"smtp_url": SecretStr(smtp_url), "breach_batch_size": 4}
+        )
+        smtps = [SmtpPool(settings, 1) for _ in range(2)]
+
+        async def reconciling() -> None:
+            while True:
+                await reconcile(pool, timedelta(hours=1))
+                await asyncio.sleep(0.3)
+
+        reconciler = asyncio.create_task(reconciling())
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(_lane_until_done(CampaignSender(pool, settings, s, None), campaign_id) for s in smtps)
+                ),
+                60,
+            )
+        finally:
+            reconciler.cancel()
+            for smtp in smtps:
+                await smtp.close()
+        received = _recipients(mail)
+    assert len(received) == 4 and set(received.values()) == {1}, received

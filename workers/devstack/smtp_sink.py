@@ -6,8 +6,9 @@ per message and one log line (its Message-ID and size; never an address).
 For the tests of mass mail it can also misbehave like a real provider: `--tempfail-once
 TEXT` answers 451 to the first RCPT of each address containing TEXT, `--reject TEXT`
 answers 550 to every address containing it, `--reject-data-once TEXT` answers 550 to the
-first message whose content holds TEXT (a filter refusing it once), `--no-smtputf8` does
-not offer SMTPUTF8.
+first message whose content holds TEXT (a filter refusing it once), `--stall-data-once
+TEXT:SECONDS` answers the first such message's DATA only after SECONDS (a provider that
+hangs), `--no-smtputf8` does not offer SMTPUTF8.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class MaildirHandler:
         tempfail_once: str | None = None,
         reject: str | None = None,
         reject_data_once: str | None = None,
+        stall_data_once: tuple[bytes, float] | None = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -37,6 +39,7 @@ class MaildirHandler:
         self.tempfail_once, self.reject = tempfail_once, reject
         self.tempfailed: set[str] = set()
         self.reject_data_once = reject_data_once.encode() if reject_data_once else None
+        self.stall_data_once = stall_data_once
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -55,6 +58,11 @@ class MaildirHandler:
             self.reject_data_once = None
             print("smtp-sink: refused a message (550) once", flush=True)
             return "550 5.7.1 message refused"
+        if self.stall_data_once and self.stall_data_once[0] in data:
+            seconds = self.stall_data_once[1]
+            self.stall_data_once = None
+            print(f"smtp-sink: stalling a message's DATA for {seconds} s once", flush=True)
+            await asyncio.sleep(seconds)
         self.count += 1
         name = f"{time.time_ns()}-{self.count}.eml"
         temporary = self.directory / (name + ".tmp")
@@ -73,10 +81,15 @@ def main() -> None:
     parser.add_argument("--tempfail-once", metavar="TEXT")
     parser.add_argument("--reject", metavar="TEXT")
     parser.add_argument("--reject-data-once", metavar="TEXT")
+    parser.add_argument("--stall-data-once", metavar="TEXT:SECONDS")
     parser.add_argument("--no-smtputf8", action="store_true")
     args = parser.parse_args()
+    stall = None
+    if args.stall_data_once:
+        text, _, seconds = args.stall_data_once.rpartition(":")
+        stall = (text.encode(), float(seconds))
     controller = Controller(
-        MaildirHandler(args.dir, args.tempfail_once, args.reject, args.reject_data_once),
+        MaildirHandler(args.dir, args.tempfail_once, args.reject, args.reject_data_once, stall),
         hostname=args.host,
         port=args.port,
         enable_SMTPUTF8=not args.no_smtputf8,
