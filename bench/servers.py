@@ -78,6 +78,7 @@ def bare_and_bindery(
     connections: int,
     seconds: int,
     rounds: int = 3,
+    sync_first: bool = True,
 ) -> Rounds:
     """Loads of `requests` on `path`, the bare server and bindery taking turns, `rounds`
     times each: the machine's speed drifts by tens of percent within a minute here, and
@@ -95,7 +96,8 @@ def bare_and_bindery(
             # files) are written back within 30 s, and while they are, every fsync waits
             # behind them: 1.5 GB written just before a run put one round's p99 at 258 ms
             # against 10 ms. Write them out now, before the clock starts.
-            os.sync()
+            if sync_first:
+                os.sync()
             with serving(name, env, f"{name}.log") as (base, _):
                 load = post_load(f"{base}{path}", these, connections=connections, seconds=seconds)
             loads[name].append(load)
