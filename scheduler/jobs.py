@@ -1,4 +1,4 @@
-"""The periodic jobs. Domains add a line to SCHEDULE as they land; nothing else changes.
+"""The periodic jobs: what one is, and the schedule bindery runs (its own jobs and each domain's).
 
 Each job names an actor and its arguments, a cron expression read in the job's time
 zone, and what to do about slots missed while no scheduler ran: `latest` fires only
@@ -51,44 +51,24 @@ class ScheduledJob:
             raise ScheduleError(f"scheduled job {self.name}: catchup_window must be positive")
 
 
-SCHEDULE: list[ScheduledJob] = [
+# bindery's own housekeeping, run by the actors of tasks/system.py. Each domain declares
+# its own beside its actors (tasks/<domain>/schedules.py).
+SYSTEM_SCHEDULES: list[ScheduledJob] = [
     # Job requests whose broker message was lost (Redis keeps nothing on disk).
     ScheduledJob("jobs.reconcile", "* * * * *", actor="system.reconcile_jobs"),
-    # Stripe events whose processing message was lost, or whose worker died.
-    ScheduledJob("billing.reconcile_inbox", "* * * * *", actor="billing.reconcile_inbox"),
-    # Events Stripe has that the inbox lacks (hourly, through the Events API).
-    ScheduledJob("billing.reconcile_stripe", "7 * * * *", actor="billing.reconcile_stripe"),
-    # Erasures whose grace period has ended (and any whose worker died) run within a minute.
-    ScheduledJob("erasure.run_due", "* * * * *", actor="erasure.run_due"),
-    # The policy's daily backup of every paid customer's instances.
-    ScheduledJob(
-        "backups.nightly", "0 2 * * *", actor="backups.run_nightly", timezone="Europe/Paris", pass_slot=True
-    ),
-    # Proof that backups restore: a recent one (instances in turn), into a scratch database, compared.
-    ScheduledJob(
-        "backups.restore_test",
-        "0 5 * * *",
-        actor="backups.restore_test",
-        timezone="Europe/Paris",
-        pass_slot=True,
-    ),
-    # Every paid instance has a verified backup of the last 26 hours, or operators hear of it.
-    ScheduledJob("backups.freshness", "23 * * * *", actor="backups.freshness"),
-    # Objects the catalog does not know, and uploads a dead worker left open.
-    ScheduledJob("backups.sweep", "45 3 * * *", actor="backups.sweep", timezone="Europe/Paris"),
-    # Only the last 30 days are kept (BACKUP_RETENTION_DAYS).
-    ScheduledJob(
-        "backups.expire", "30 3 * * *", actor="backups.expire", timezone="Europe/Paris", pass_slot=True
-    ),
-    # Breach mail: rows a dead worker left `sending`, lanes of campaigns gone quiet.
-    ScheduledJob("breach.reconcile", "* * * * *", actor="breach.reconcile"),
-    # Addresses of campaigns ended BREACH_RECIPIENT_RETENTION ago.
-    ScheduledJob("breach.scrub", "50 3 * * *", actor="breach.scrub", timezone="Europe/Paris"),
     # Old schedule_runs and finished job requests.
     ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).
     ScheduledJob("system.ping", "*/5 * * * *", actor="system.scheduled_ping", enabled=False, pass_slot=True),
 ]
+
+
+def declared_schedule() -> list[ScheduledJob]:
+    """Every periodic job: bindery's own, then each domain's."""
+    from workers.domains import domain_schedules  # the one loader of what the domains declare
+
+    return [*SYSTEM_SCHEDULES, *domain_schedules()]
+
 
 _OVERRIDABLE = {"cron", "timezone", "enabled", "catchup", "catchup_window_seconds"}
 

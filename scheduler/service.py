@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import timedelta
 
-from scheduler.jobs import SCHEDULE, ScheduledJob, ScheduleError, effective_schedule
+from scheduler.jobs import ScheduledJob, ScheduleError, declared_schedule, effective_schedule
 from scheduler.loop import Scheduler, Send, utc_now
 from workers.db import connect, create_pool
 from workers.settings import Settings
@@ -17,7 +17,7 @@ from workers.text_tables import print_table
 def load_schedule(settings: Settings) -> list[ScheduledJob] | None:
     """The checked schedule, or None after printing the one line that names the bad job."""
     try:
-        return effective_schedule(SCHEDULE, settings.scheduler_overrides)
+        return effective_schedule(declared_schedule(), settings.scheduler_overrides)
     except ScheduleError as error:
         print(f"bindery: {error}", file=sys.stderr)
         return None

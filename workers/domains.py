@@ -5,7 +5,8 @@ and jobs on the broker) and a `commands` module with `register(commands)`, which
 domain's `bindery …` subcommands. A domain with HTTP routes has a `routes` module:
 `register(app)` adds them to the web process, `openapi_paths()` and `openapi_schemas()`
 describe them. A domain that keeps records for a while has a `retention` module:
-`prune(pool, now)`, run daily by `system.prune`. Adding a domain is adding its name here. Commands are
+`prune(pool, now)`, run daily by `system.prune`. Its periodic jobs are the `SCHEDULES` of
+its `schedules` module. Adding a domain is adding its name here. Commands are
 collected without the actors: `bindery token list` builds no broker. A domain's
 commands only parse arguments and print; the work is in its plain functions, and heavy
 imports wait for the command that needs them.
@@ -55,3 +56,8 @@ def domain_routes() -> list[ModuleType]:
 def domain_retention() -> list[Callable[[Any, datetime], Awaitable[dict[str, int]]]]:
     """Each domain's `prune(pool, now)`: counts of what it deleted, by table."""
     return [module.prune for module in _modules("retention")]
+
+
+def domain_schedules() -> list[Any]:
+    """Every domain's periodic jobs (scheduler.jobs.ScheduledJob), domain by domain."""
+    return [job for module in _modules("schedules") for job in module.SCHEDULES]

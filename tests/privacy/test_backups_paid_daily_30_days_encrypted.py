@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pyrage
 
-from scheduler.jobs import SCHEDULE
+from scheduler.jobs import declared_schedule
 from tasks.backups.actors import paid_instances
 from tasks.backups.expiry import expire_backups
 from tasks.backups.restore import read_identity, restore_backup, verify_backup
@@ -51,7 +51,7 @@ async def test_only_the_instances_of_paid_accounts_are_backed_up(
 
 
 def test_the_nightly_run_is_daily_at_two_in_paris() -> None:
-    nightly = [job for job in SCHEDULE if job.actor == "backups.run_nightly"]
+    nightly = [job for job in declared_schedule() if job.actor == "backups.run_nightly"]
     assert [(job.cron, job.timezone) for job in nightly] == [("0 2 * * *", "Europe/Paris")]
 
 

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 import redis
 
-from scheduler.jobs import SCHEDULE, ScheduledJob, ScheduleError, effective_schedule
+from scheduler.jobs import ScheduledJob, ScheduleError, declared_schedule, effective_schedule
 from scheduler.loop import Fire, Scheduler
 from scheduler.slots import slots_between
 from tasks.system import prune_records
@@ -178,9 +178,9 @@ def test_invalid_cron_or_time_zone_names_the_job() -> None:
     with pytest.raises(ScheduleError, match="nightly: unknown time zone"):
         ScheduledJob("nightly", "0 2 * * *", actor="x", timezone="Europe/Pariss").check()
     with pytest.raises(ScheduleError, match=r"system\.ping: invalid cron"):
-        effective_schedule(SCHEDULE, {"system.ping": {"cron": "every second"}})
+        effective_schedule(declared_schedule(), {"system.ping": {"cron": "every second"}})
     with pytest.raises(ScheduleError, match="unknown scheduled job"):
-        effective_schedule(SCHEDULE, {"no.such": {"enabled": True}})
+        effective_schedule(declared_schedule(), {"no.such": {"enabled": True}})
 
 
 def test_bad_override_stops_the_scheduler_with_one_line_naming_the_job(database_url: str) -> None:

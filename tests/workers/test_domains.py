@@ -71,3 +71,19 @@ def test_the_stripe_webhook_is_mounted_from_billing() -> None:
     assert [routes.__name__ for routes in domain_routes()] == ["tasks.billing.routes"]
     document = openapi_document()
     assert "/webhooks/stripe" in document["paths"] and "StripeEvent" in document["components"]["schemas"]
+
+
+def test_every_periodic_job_is_declared_once_and_names_an_actor_that_exists() -> None:
+    """The domains' schedules.py and bindery's own, collected: a job naming an actor that
+    no domain declares would be sent where no worker listens."""
+    import dramatiq
+
+    from scheduler.jobs import declared_schedule
+    from workers.domains import declare_actors
+
+    declare_actors()
+    jobs = declared_schedule()
+    assert len({job.name for job in jobs}) == len(jobs) == 13
+    broker = dramatiq.get_broker()
+    for job in jobs:
+        broker.get_actor(job.actor)  # raises ActorNotFound

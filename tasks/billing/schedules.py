@@ -1,0 +1,11 @@
+"""The billing domain's periodic jobs, collected by the scheduler (workers/domains.py).
+The actors they name are in tasks/billing/actors.py."""
+
+from scheduler.jobs import ScheduledJob
+
+SCHEDULES: list[ScheduledJob] = [
+    # Stripe events whose processing message was lost, or whose worker died.
+    ScheduledJob("billing.reconcile_inbox", "* * * * *", actor="billing.reconcile_inbox"),
+    # Events Stripe has that the inbox lacks (hourly, through the Events API).
+    ScheduledJob("billing.reconcile_stripe", "7 * * * *", actor="billing.reconcile_stripe"),
+]
