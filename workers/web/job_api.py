@@ -70,24 +70,26 @@ def _nesting(value: Any) -> int:
     return deepest
 
 
+def _too_deep() -> _Refused:
+    # No job takes arguments nested this deep; decoding, validating or storing them recurses.
+    # Built only when needed: a response is not free, and most requests never need it.
+    return _Refused(json_error(400, "too_deeply_nested", f"arguments nest at most {MAX_NESTING} levels deep"))
+
+
 async def _read_arguments(request: web.Request) -> dict[str, Any]:
     body = await request.read()  # raises 413 past the app's client_max_size
     if not body.strip():
         return {}
     if request.content_type != "application/json":
         raise _Refused(json_error(415, "unsupported_media_type", "send application/json"))
-    # No job takes arguments nested this deep; decoding, validating or storing them recurses.
-    too_deep = _Refused(
-        json_error(400, "too_deeply_nested", f"arguments nest at most {MAX_NESTING} levels deep")
-    )
     try:
         arguments = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _Refused(json_error(400, "malformed_json", "the body is not valid JSON")) from None
     except RecursionError:
-        raise too_deep from None
+        raise _too_deep() from None
     if _nesting(arguments) > MAX_NESTING:
-        raise too_deep
+        raise _too_deep()
     if not isinstance(arguments, dict):
         raise _Refused(json_error(422, "invalid_arguments", "the body must be a JSON object"))
     return arguments
