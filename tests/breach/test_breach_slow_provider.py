@@ -46,6 +46,26 @@ async def _lane_until_done(lane: CampaignSender, campaign_id: int) -> None:
             await asyncio.sleep(0.2)
 
 
+async def _all_lanes_with_the_reconciler(
+    pool: Any, lanes: list[CampaignSender], campaign_id: int, timeout: float
+) -> None:
+    """Every lane until the campaign is done, while the reconciler runs all along (as
+    `breach.reconcile` does every minute; here every 0.3 s, with a lease of seconds)."""
+
+    async def reconciling() -> None:
+        while True:
+            await reconcile(pool, timedelta(hours=1))
+            await asyncio.sleep(0.3)
+
+    reconciler = asyncio.create_task(reconciling())
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(*(_lane_until_done(lane, campaign_id) for lane in lanes)), timeout
+        )
+    finally:
+        reconciler.cancel()
+
+
 async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
     accounts_db: Any, tmp_path: Path, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,18 +89,9 @@ async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
         smtps = [SmtpPool(settings, 1) for _ in range(2)]
         lanes = [CampaignSender(pool, settings, smtp, limiter) for smtp in smtps]
 
-        async def reconciling() -> None:
-            while True:
-                await reconcile(pool, timedelta(hours=1))
-                await asyncio.sleep(0.3)
-
-        reconciler = asyncio.create_task(reconciling())
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(_lane_until_done(lane, campaign_id) for lane in lanes)), 90
-            )
+            await _all_lanes_with_the_reconciler(pool, lanes, campaign_id, 90)
         finally:
-            reconciler.cancel()
             for smtp in smtps:
                 await smtp.close()
             await client.aclose()
@@ -129,21 +140,10 @@ async def test_a_send_that_hangs_past_the_lease_keeps_the_lane_s_rows(
         )
         smtps = [SmtpPool(settings, 1) for _ in range(2)]
 
-        async def reconciling() -> None:
-            while True:
-                await reconcile(pool, timedelta(hours=1))
-                await asyncio.sleep(0.3)
-
-        reconciler = asyncio.create_task(reconciling())
+        lanes = [CampaignSender(pool, settings, smtp, None) for smtp in smtps]
         try:
-            await asyncio.wait_for(
-                asyncio.gather(
-                    *(_lane_until_done(CampaignSender(pool, settings, s, None), campaign_id) for s in smtps)
-                ),
-                60,
-            )
+            await _all_lanes_with_the_reconciler(pool, lanes, campaign_id, 60)
         finally:
-            reconciler.cancel()
             for smtp in smtps:
                 await smtp.close()
         received = _recipients(mail)
