@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from workers.audit_log import AuditRecord
+from workers.db import quote_identifier
 from workers.errors import JobError
 from workers.logs import get_logger
 from workers.queues import policy
@@ -87,7 +88,7 @@ def row_must_exist(table: str, field: str) -> Precheck:
     """A precheck: the row of `table` whose id is the argument `field` must exist, else the
     API answers 404 (`accounts`/`account_id`: "unknown account 7")."""
     # Both names are ours, from the job's declaration, never from a request.
-    query = f"SELECT 1 FROM {table} WHERE id = $1"  # nosec B608
+    query = f"SELECT 1 FROM {quote_identifier(table)} WHERE id = $1"  # nosec B608
     what = table.removesuffix("s")
 
     async def precheck(pool: asyncpg.Pool, arguments: JobArguments) -> str | None:

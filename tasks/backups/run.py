@@ -4,9 +4,9 @@ at once, and then `verified`. The bucket holds ciphertext only. On any failure t
 multipart upload is aborted and the row says `failed` with the stage.
 
 A running backup keeps its lease with a heartbeat (workers/leases.py), so a worker killed
-mid-upload frees its row within LEASE; the attempt that takes the row over aborts the upload the dead one
-left (its id is in the row) and owns the row from then on: a late finish of the old
-attempt changes nothing (fencing on `upload_id`).
+mid-upload frees its row within LEASE; the attempt that takes the row over aborts the
+upload the dead one left (its id is in the row) and owns the row from then on: a late
+finish of the old attempt changes nothing (fencing on `upload_id`).
 """
 
 from __future__ import annotations

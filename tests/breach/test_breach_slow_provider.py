@@ -46,17 +46,20 @@ async def _lane_until_done(lane: CampaignSender, campaign_id: int) -> None:
             await asyncio.sleep(0.2)
 
 
-async def _all_lanes_with_the_reconciler(
-    pool: Any, lanes: list[CampaignSender], campaign_id: int, timeout: float
+async def _two_lanes_with_the_reconciler(
+    pool: Any, settings: Any, limiter: RateLimiter | None, campaign_id: int, timeout: float
 ) -> None:
-    """Every lane until the campaign is done, while the reconciler runs all along (as
-    `breach.reconcile` does every minute; here every 0.3 s, with a lease of seconds)."""
+    """Two lanes, each with an SMTP connection of its own, until the campaign is done,
+    while the reconciler runs all along (as `breach.reconcile` does every minute; here
+    every 0.3 s, with a lease of seconds)."""
 
     async def reconciling() -> None:
         while True:
             await reconcile(pool, timedelta(hours=1))
             await asyncio.sleep(0.3)
 
+    smtps = [SmtpPool(settings, 1) for _ in range(2)]
+    lanes = [CampaignSender(pool, settings, smtp, limiter) for smtp in smtps]
     reconciler = asyncio.create_task(reconciling())
     try:
         await asyncio.wait_for(
@@ -64,6 +67,8 @@ async def _all_lanes_with_the_reconciler(
         )
     finally:
         reconciler.cancel()
+        for smtp in smtps:
+            await smtp.close()
 
 
 async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
@@ -86,14 +91,9 @@ async def test_at_one_message_a_second_no_row_is_handed_to_a_second_lane(
             }
         )
         limiter = RateLimiter(client, "breach-slow-test", rate=1.0, burst=1)
-        smtps = [SmtpPool(settings, 1) for _ in range(2)]
-        lanes = [CampaignSender(pool, settings, smtp, limiter) for smtp in smtps]
-
         try:
-            await _all_lanes_with_the_reconciler(pool, lanes, campaign_id, 90)
+            await _two_lanes_with_the_reconciler(pool, settings, limiter, campaign_id, 90)
         finally:
-            for smtp in smtps:
-                await smtp.close()
             await client.aclose()
         received = _recipients(mail)
     assert len(received) == 12 and set(received.values()) == {1}, received
@@ -138,13 +138,6 @@ async def test_a_send_that_hangs_past_the_lease_keeps_the_lane_s_rows(
         settings = load_settings().model_copy(
             update={"smtp_url": SecretStr(smtp_url), "breach_batch_size": 4}
         )
-        smtps = [SmtpPool(settings, 1) for _ in range(2)]
-
-        lanes = [CampaignSender(pool, settings, smtp, None) for smtp in smtps]
-        try:
-            await _all_lanes_with_the_reconciler(pool, lanes, campaign_id, 60)
-        finally:
-            for smtp in smtps:
-                await smtp.close()
+        await _two_lanes_with_the_reconciler(pool, settings, None, campaign_id, 60)
         received = _recipients(mail)
     assert len(received) == 4 and set(received.values()) == {1}, received

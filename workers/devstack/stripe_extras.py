@@ -46,7 +46,7 @@ from workers.devstack.stripe_webhooks import (
 
 Obj = dict[str, Any]
 UPSTREAM = web.AppKey("upstream", str)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
 STATE = web.AppKey("state", dict)
 FORWARDED_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Stripe-Version")
 
@@ -62,7 +62,7 @@ async def _call(request: web.Request, method: str, path_qs: str, body: bytes = b
     if body:
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     url = request.app[UPSTREAM] + path_qs
-    async with request.app[SESSION].request(method, url, data=body, headers=headers) as response:
+    async with request.app[HTTP].request(method, url, data=body, headers=headers) as response:
         return response.status, await response.json(content_type=None)
 
 
@@ -229,21 +229,19 @@ def create_app(
     if webhooks is not None:
         app[RELAY].configure(webhooks)
 
-    async def session(app: web.Application) -> Any:
-        app[SESSION] = aiohttp.ClientSession()
+    async def open_http(app: web.Application) -> Any:
+        app[HTTP] = aiohttp.ClientSession()
         # localstripe may start after us (the dev stack starts both at once).
         registering = (
-            asyncio.create_task(register_relay(app[SESSION], app[UPSTREAM], port))
-            if port is not None
-            else None
+            asyncio.create_task(register_relay(app[HTTP], app[UPSTREAM], port)) if port is not None else None
         )
         yield
         if registering is not None:
             registering.cancel()
         await app[RELAY].close()
-        await app[SESSION].close()
+        await app[HTTP].close()
 
-    app.cleanup_ctx.append(session)
+    app.cleanup_ctx.append(open_http)
     add_relay_routes(app)
     app.router.add_delete("/v1/customers/{id}", delete_customer)
     app.router.add_post("/v1/payment_methods/{id}/attach", attach_payment_method)

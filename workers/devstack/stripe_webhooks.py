@@ -106,7 +106,7 @@ class Relay:
     pending: int = 0
     _rng: random.Random = field(default_factory=random.Random)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    _session: aiohttp.ClientSession | None = None
+    _http: aiohttp.ClientSession | None = None
 
     def configure(self, config: WebhookConfig) -> None:
         self.config = config
@@ -149,14 +149,14 @@ class Relay:
             self.pending -= 1
 
     async def _try(self, config: WebhookConfig, body: bytes) -> bool:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "Stripe-Signature": signature(config.secret, body, int(time.time())),
         }
         try:
-            async with self._session.post(config.url, data=body, headers=headers) as response:
+            async with self._http.post(config.url, data=body, headers=headers) as response:
                 return 200 <= response.status < 300
         except (aiohttp.ClientError, TimeoutError):
             return False
@@ -164,8 +164,8 @@ class Relay:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self._session is not None:
-            await self._session.close()
+        if self._http is not None:
+            await self._http.close()
 
 
 # The relay inside the Stripe fake's server (workers/devstack/stripe_extras.py).
@@ -204,13 +204,13 @@ def add_relay_routes(app: web.Application) -> None:
 REGISTER_FOR_SECONDS = 60.0
 
 
-async def register_relay(session: aiohttp.ClientSession, upstream: str, port: int) -> None:
+async def register_relay(http: aiohttp.ClientSession, upstream: str, port: int) -> None:
     """Tell localstripe to send its webhooks to our `/_relay`, once it answers."""
     config = {"url": f"http://127.0.0.1:{port}/_relay", "secret": INTERNAL_SECRET}
     deadline = time.monotonic() + REGISTER_FOR_SECONDS
     while True:
         try:
-            async with session.post(upstream + "/_config/webhooks/relay", json=config) as answer:
+            async with http.post(upstream + "/_config/webhooks/relay", json=config) as answer:
                 answer.raise_for_status()
                 return
         except aiohttp.ClientError:
