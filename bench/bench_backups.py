@@ -1,10 +1,12 @@
 """Backups end to end to a local SeaweedFS.
 
 1. One large instance database (`BENCH_BACKUP_MB`, default 1,024 MB as PostgreSQL counts
-   it): bindery's backup (pg_dump -Fc -Z0 → zstd → age → S3 multipart) in MB/s of database
-   size, against `pg_dump -Fc -Z0 | zstd -1 > /dev/null` of the same database in the same
-   run; the read-back (download, sha256, decrypt, `pg_restore --list`) timed apart; the
-   backup process's peak RSS.
+   it), in `BENCH_BACKUP_ROUNDS` (default 3) alternating rounds of: the baseline
+   `pg_dump -Fc -Z0 | zstd -1 > /dev/null`; the same pipeline with its parts thrown away
+   (where the time goes before S3); bindery's backup (pg_dump -Fc -Z0 → zstd → age → S3
+   multipart) in MB/s of database size, with the CPU the local S3 server spent meanwhile;
+   the read-back (download, sha256, decrypt, `pg_restore --list`) timed apart; the
+   backup process's peak RSS. Medians of the rounds.
 2. A nightly run of `BENCH_BACKUP_INSTANCES` (default 50) small instances through
    `bindery worker` (1 process × 2 threads, BACKUP_CONCURRENCY 2): wall time from the
    nightly message to the last verified backup, against the same instances dumped one
@@ -17,20 +19,24 @@ import asyncio
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import date
+from datetime import date, timedelta
 
 import asyncpg
 
 from bench.common import BINDERY, OUT, Result, bench_env, process, scratch_database, wait_until
-from bench.s3 import s3_server
+from bench.s3 import S3Server, s3_server
+from tasks.backups.pipeline import part_size_for, stream_backup
 from workers.db import drop_database, ensure_database
+from workers.settings import load_settings
 
 LARGE_MB = int(os.environ.get("BENCH_BACKUP_MB", "1024"))
+ROUNDS = int(os.environ.get("BENCH_BACKUP_ROUNDS", "3"))
 INSTANCES = int(os.environ.get("BENCH_BACKUP_INSTANCES", "50"))
 ROWS_PER_MB = 9_000  # measured: a row of the table below takes about 115 bytes on disk
 DAY = date(2026, 11, 25)
@@ -109,37 +115,80 @@ def _dump_to_null(url: str) -> float:
     return time.perf_counter() - started
 
 
-def _large(catalog_url: str) -> list[Result]:
+def _discarding_pipeline(url: str, size: int) -> float:
+    """The same pipeline (pg_dump, zstd, age, sha256, parts) with every part thrown away:
+    what the backup costs before any byte reaches S3."""
+    recipients = load_settings().backup_recipients
+    started = time.perf_counter()
+    stream_backup(url, recipients, part_size_for(size), lambda _number, part, _size: part.close())
+    return time.perf_counter() - started
+
+
+def _backup_round(catalog_url: str, instance_id: int, day: date, s3: S3Server) -> dict[str, float]:
+    cpu_before = s3.cpu_seconds()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.backup_process", str(instance_id), day.isoformat()],
+        env=bench_env(catalog_url),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return {**json.loads(done.stdout), "s3_cpu_seconds": s3.cpu_seconds() - cpu_before}
+
+
+def _large(catalog_url: str, s3: S3Server) -> list[Result]:
+    """ROUNDS alternating rounds (baseline, discarding pipeline, backup); medians of each."""
+    rounds: list[dict[str, float]] = []
     with source_database(LARGE_MB * ROWS_PER_MB) as source:
         size = _size(source)
         [instance_id] = asyncio.run(_add_instances(catalog_url, [source], paid=False))
-        baseline = _dump_to_null(source)
-        done = subprocess.run(
-            [sys.executable, "-m", "bench.backup_process", str(instance_id), DAY.isoformat()],
-            env=bench_env(catalog_url),
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    figures = json.loads(done.stdout)
+        for n in range(ROUNDS):
+            baseline = _dump_to_null(source)
+            discarding = _discarding_pipeline(source, size)
+            backup = _backup_round(catalog_url, instance_id, DAY + timedelta(days=n), s3)
+            rounds.append({"baseline": baseline, "discarding": discarding, **backup})
+            print(f"  round {n + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in rounds[-1].items()), flush=True)
+
+    def median(key: str) -> float:
+        return statistics.median(r[key] for r in rounds)
+
     megabytes = size / 1e6
+    ratios = ", ".join(f"{r['baseline'] / r['upload_seconds']:.2f}" for r in rounds)
     return [
         Result(
             f"backup of a {megabytes:,.0f} MB database",
-            megabytes / figures["upload_seconds"],
-            megabytes / baseline,
+            megabytes / median("upload_seconds"),
+            megabytes / median("baseline"),
             "MB/s of database size",
-            "baseline pg_dump -Fc -Z0 | zstd -1 > /dev/null",
+            f"baseline pg_dump -Fc -Z0 | zstd -1 > /dev/null; medians of {ROUNDS} rounds (ratios {ratios})",
+        ),
+        Result(
+            "  the same pipeline, parts discarded (no S3)",
+            megabytes / median("discarding"),
+            megabytes / median("baseline"),
+            "MB/s of database size",
+            "what the backup costs before the upload",
+        ),
+        Result(
+            "  CPU the local S3 server spends on the upload and read-back",
+            median("s3_cpu_seconds"),
+            median("baseline"),
+            "s",
+            "baseline: the baseline's wall time (2 cores shared by everything)",
         ),
         Result(
             "  its read-back (verify)",
-            megabytes / figures["verify_seconds"],
-            megabytes / baseline,
+            megabytes / median("verify_seconds"),
+            megabytes / median("baseline"),
             "MB/s of database size",
             "download, sha256, decrypt, pg_restore --list",
         ),
         Result(
-            "  backup process peak RSS", figures["peak_rss"] / 1e6, 150, "MB", "baseline: the 150 MB bound"
+            "  backup process peak RSS",
+            max(r["peak_rss"] for r in rounds) / 1e6,
+            150,
+            "MB",
+            "baseline: the 150 MB bound",
         ),
     ]
 
@@ -192,5 +241,5 @@ def _verified(catalog_url: str, instance_ids: list[int]) -> int:
 
 
 def run() -> list[Result]:
-    with scratch_database() as catalog_url, s3_server("backups"):
-        return _large(catalog_url) + _nightly(catalog_url)
+    with scratch_database() as catalog_url, s3_server("backups") as s3:
+        return _large(catalog_url, s3) + _nightly(catalog_url)

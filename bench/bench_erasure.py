@@ -63,7 +63,7 @@ def stand_ins(web_port: int) -> Iterator[dict[str, str]]:
     smtp_port, stripe_port, extras_port = free_port(), free_port(), free_port()
     webhooks = commands.stripe_webhooks(web_port, WEBHOOK_SECRET, delay="0.5:3", duplicates=0.1)
     with ExitStack() as stack:
-        s3_endpoint = stack.enter_context(s3_server("erasure"))
+        s3_endpoint = stack.enter_context(s3_server("erasure")).endpoint
         for name, command, port in (
             ("smtp", commands.smtp_sink(smtp_port, OUT / "erasure-mail"), smtp_port),
             ("localstripe", commands.localstripe(stripe_port), stripe_port),
