@@ -105,12 +105,11 @@ async def send_batch(lane: CampaignSender, campaign_id: int) -> dict[str, int | 
         return {"claimed": 0, "more": 0, "wait": max(1.0, wait) if wait is not None else None}
     compiled = lane.compiled_message(campaign_id, notice_of(campaign))
     outcomes: list[Outcome] = []
-    counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0}
+    counts = {"claimed": len(claimed), "sent": 0, "failed": 0, "retry": 0, "released": 0, "not_recorded": 0}
     wait = None
-    held = [r["account_id"] for r in claimed]
     # Those sent but not yet recorded too: a lane sending them again would be a duplicate.
     async with keep_renewing(
-        lambda: renew(pool, campaign_id, held), RENEW_EVERY.total_seconds(), "breach rows"
+        lambda: renew(pool, campaign_id, claimed), RENEW_EVERY.total_seconds(), "breach rows"
     ):
         for done, row in enumerate(claimed):
             outcome = await _send_one(lane, compiled, row)
@@ -118,8 +117,7 @@ async def send_batch(lane: CampaignSender, campaign_id: int) -> dict[str, int | 
             if outcome.state == "pending" and outcome.reply_code is None:
                 # The server is unreachable: the rest of the batch waits without spending a try,
                 # and so does this lane.
-                rest = [r["account_id"] for r in claimed[done + 1 :]]
-                counts["released"] = await release(pool, campaign_id, rest)
+                counts["released"] = await release(pool, campaign_id, claimed[done + 1 :])
                 await pool.execute(
                     "UPDATE breach_campaigns SET unreachable_at = now() WHERE id = $1", campaign_id
                 )
@@ -130,9 +128,7 @@ async def send_batch(lane: CampaignSender, campaign_id: int) -> dict[str, int | 
                 outcomes = []
                 # Paused or cancelled meanwhile, or paused by this very tally: stop here.
                 if tally["state"] != "sending" or await _check_failures(lane, campaign_id, tally):
-                    counts["released"] = await release(
-                        pool, campaign_id, [r["account_id"] for r in claimed[done + 1 :]]
-                    )
+                    counts["released"] = await release(pool, campaign_id, claimed[done + 1 :])
                     break
         if outcomes:
             tally = await record_outcomes(pool, campaign_id, outcomes, counts)
@@ -145,33 +141,32 @@ async def send_batch(lane: CampaignSender, campaign_id: int) -> dict[str, int | 
 async def _send_one(lane: CampaignSender, compiled: CompiledMessage, row: asyncpg.Record) -> Outcome:
     account_id, attempts = row["account_id"], row["attempts"]
     if not row["exists"] or row["email"] is None:
-        return Outcome(account_id, "skipped", error="account erased")
+        return Outcome(account_id, attempts, "skipped", error="account erased")
     recipient = Recipient(account_id, row["email"], row["first_name"], row["last_name"], row["business_name"])
     try:
         message = compiled.message(recipient)
     except NoticeError as error:
-        return Outcome(account_id, "failed", error=str(error))  # our message: never the address
+        return Outcome(account_id, attempts, "failed", error=str(error))  # our message: never the address
     if lane.limiter is not None:
         await lane.token()
     try:
         code = await deliver(lane.smtp, compiled.envelope_from, recipient.email, message)
     except aiosmtplib.SMTPNotSupported:
-        return Outcome(
-            account_id, "failed", error="the address needs SMTPUTF8, which the server does not offer"
-        )
+        needs = "the address needs SMTPUTF8, which the server does not offer"
+        return Outcome(account_id, attempts, "failed", error=needs)
     except CONNECTION_ERRORS as error:
         return _later(account_id, attempts, lane.settings, None, type(error).__name__)
     if 200 <= code < 300:
-        return Outcome(account_id, "sent", reply_code=code)
+        return Outcome(account_id, attempts, "sent", reply_code=code)
     if 400 <= code < 500:
         return _later(account_id, attempts, lane.settings, code, f"temporary reply {code}")
-    return Outcome(account_id, "failed", reply_code=code, error=f"refused with {code}")
+    return Outcome(account_id, attempts, "failed", reply_code=code, error=f"refused with {code}")
 
 
 def _later(account_id: int, attempts: int, settings: Settings, code: int | None, error: str) -> Outcome:
     if attempts >= settings.breach_max_attempts:
-        return Outcome(account_id, "failed", reply_code=code, error=f"{error}, {attempts} attempts")
-    return Outcome(account_id, "pending", reply_code=code, error=error, retry_in=backoff(attempts))
+        return Outcome(account_id, attempts, "failed", reply_code=code, error=f"{error}, {attempts} attempts")
+    return Outcome(account_id, attempts, "pending", reply_code=code, error=error, retry_in=backoff(attempts))
 
 
 async def _check_failures(lane: CampaignSender, campaign_id: int, tally: asyncpg.Record) -> bool:

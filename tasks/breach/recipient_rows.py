@@ -1,7 +1,12 @@
 """The breach_recipients rows of a campaign as lanes move them: claimed with a lease
 (`pending → sending`, SKIP LOCKED: never a row another lane holds), renewed while the lane
 works, written back with their outcomes and the campaign's tally in one statement, released
-untried, and returned to `pending` by the reconciler when their lane died."""
+untried, and returned to `pending` by the reconciler when their lane died.
+
+A row's `attempts`, bumped by each claim, is the claim's fencing token: every write a lane
+makes names the token it claimed with, so a lane that stalled past its lease, whose rows
+were returned and claimed again, writes nothing over the new holder's and counts nothing
+in the tally."""
 
 from __future__ import annotations
 
@@ -44,17 +49,19 @@ SELECT c.account_id, CASE WHEN c.email IS NOT NULL THEN a.email END AS email, c.
 # provider's rate: without this, at a rate below a batch per LEASE the reconciler would
 # hand rows still being sent to another lane, which would send them again.
 RENEW = """
-UPDATE breach_recipients SET lease_until = now() + $3::interval
+UPDATE breach_recipients SET lease_until = now() + $4::interval
  WHERE campaign_id = $1 AND account_id = ANY ($2::bigint[]) AND state = 'sending'
+   AND (account_id, attempts) IN (SELECT * FROM unnest($2::bigint[], $3::int[]))
 """
 
 
 # A lane's outcomes, and the campaign's tally after them, in one statement (one round trip,
 # atomic). The outcomes are written by primary key: `= ANY ($2)` says which keys to a plan
 # made for any parameters, which the join on the unnested arrays alone does not.
-# `state = 'sending'`: an erasure may have scrubbed the row meanwhile; it stays skipped. The
-# campaign is updated from the count of rows written, so the rows are locked before the
-# campaign's row, as everywhere else.
+# `state = 'sending'`: an erasure may have scrubbed the row meanwhile; it stays skipped.
+# `attempts = o.attempt`: the row is still this claim's. The tally counts the rows written,
+# never the outcomes offered, and the rows are locked before the campaign's row, as
+# everywhere else.
 RECORD = """
 WITH recorded AS (
     UPDATE breach_recipients r
@@ -63,22 +70,25 @@ WITH recorded AS (
            email = CASE WHEN o.state = 'skipped' THEN NULL ELSE r.email END,
            next_attempt_at = CASE WHEN o.retry_in IS NULL THEN NULL
                                   ELSE now() + o.retry_in * interval '1 second' END
-      FROM unnest($2::bigint[], $3::text[], $4::int[], $5::text[], $6::float8[])
-           AS o(account_id, state, code, error, retry_in)
+      FROM unnest($2::bigint[], $3::int[], $4::text[], $5::int[], $6::text[], $7::float8[])
+           AS o(account_id, attempt, state, code, error, retry_in)
      WHERE r.campaign_id = $1 AND r.account_id = ANY ($2::bigint[])
-       AND r.account_id = o.account_id AND r.state = 'sending'
-    RETURNING r.account_id)
+       AND r.account_id = o.account_id AND r.state = 'sending' AND r.attempts = o.attempt
+    RETURNING o.state)
 UPDATE breach_campaigns
-   SET sent_count = sent_count + $7, failed_count = failed_count + $8, active_at = now()
-  FROM (SELECT count(*) AS rows FROM recorded) AS written
+   SET sent_count = sent_count + written.sent, failed_count = failed_count + written.failed,
+       active_at = now()
+  FROM (SELECT count(*) AS rows, count(*) FILTER (WHERE state = 'sent') AS sent,
+               count(*) FILTER (WHERE state = 'failed') AS failed FROM recorded) AS written
  WHERE id = $1
-RETURNING sent_count, failed_count, state, written.rows AS recorded
+RETURNING sent_count, failed_count, state, written.rows AS recorded, written.sent, written.failed
 """
 
 
 @dataclass(frozen=True)
 class Outcome:
     account_id: int
+    attempt: int  # the claim's fencing token: the row's attempts when claimed
     state: str  # sent | failed | pending (to try again after `retry_in`)
     reply_code: int | None = None
     error: str | None = None
@@ -89,9 +99,13 @@ async def claim_batch(pool: asyncpg.Pool, campaign_id: int, size: int) -> list[a
     return await pool.fetch(CLAIM, campaign_id, size, LEASE)
 
 
-async def renew(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int]) -> bool:
-    """Whether any of the rows was still the lane's to renew."""
-    return rows_affected(await pool.execute(RENEW, campaign_id, account_ids, LEASE)) > 0
+def _keys(rows: list[asyncpg.Record]) -> tuple[list[int], list[int]]:
+    return [row["account_id"] for row in rows], [row["attempts"] for row in rows]
+
+
+async def renew(pool: asyncpg.Pool, campaign_id: int, rows: list[asyncpg.Record]) -> bool:
+    """Whether any of the claimed rows was still the lane's to renew."""
+    return rows_affected(await pool.execute(RENEW, campaign_id, *_keys(rows), LEASE)) > 0
 
 
 async def earliest_retry(pool: asyncpg.Pool, campaign_id: int) -> float | None:
@@ -107,34 +121,34 @@ async def earliest_retry(pool: asyncpg.Pool, campaign_id: int) -> float | None:
 async def record_outcomes(
     pool: asyncpg.Pool, campaign_id: int, outcomes: list[Outcome], counts: dict[str, int]
 ) -> asyncpg.Record:
-    """Write the outcomes; the campaign's tally and state after them, in the same round trip."""
-    sent = sum(o.state == "sent" for o in outcomes)
-    failed = sum(o.state == "failed" for o in outcomes)
+    """Write the outcomes still the lane's to write; the campaign's tally and state after
+    them, in the same round trip."""
     tally = await pool.fetchrow(
         RECORD,
         campaign_id,
         [o.account_id for o in outcomes],
+        [o.attempt for o in outcomes],
         [o.state for o in outcomes],
         [o.reply_code for o in outcomes],
         [o.error for o in outcomes],
         [o.retry_in for o in outcomes],
-        sent,
-        failed,
     )
     assert tally is not None and tally["recorded"] <= len(outcomes)
-    counts["sent"] += sent
-    counts["failed"] += failed
+    counts["sent"] += tally["sent"]
+    counts["failed"] += tally["failed"]
     counts["retry"] += sum(o.state == "pending" for o in outcomes)
+    counts["not_recorded"] += len(outcomes) - tally["recorded"]  # taken over, or scrubbed
     return tally
 
 
-async def release(pool: asyncpg.Pool, campaign_id: int, account_ids: list[int]) -> int:
+async def release(pool: asyncpg.Pool, campaign_id: int, rows: list[asyncpg.Record]) -> int:
     """Rows claimed but not tried (the campaign was paused or cancelled): pending again."""
     result = await pool.execute(
         """UPDATE breach_recipients SET state = 'pending', attempts = attempts - 1, lease_until = NULL
-            WHERE campaign_id = $1 AND account_id = ANY($2::bigint[]) AND state = 'sending'""",
+            WHERE campaign_id = $1 AND account_id = ANY ($2::bigint[]) AND state = 'sending'
+              AND (account_id, attempts) IN (SELECT * FROM unnest($2::bigint[], $3::int[]))""",
         campaign_id,
-        account_ids,
+        *_keys(rows),
     )
     return rows_affected(result)
 

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 from pydantic import SecretStr
 
+from tasks.breach import recipient_rows
 from tasks.breach.campaigns import start
 from tasks.breach.lanes import CampaignSender, send_batch
 from tasks.breach.recipient_rows import CLAIM, LEASE, RECORD
@@ -215,10 +216,17 @@ async def test_claims_and_outcomes_do_not_read_the_rows_already_sent(accounts_db
     await start(pool, campaign_id, "test")
     await pool.execute("ANALYZE breach_recipients")  # statistics as of the snapshot
     for _ in range(40):  # 4,000 sent, as lanes do it
-        claimed = [row["account_id"] for row in await pool.fetch(CLAIM, campaign_id, BATCH, LEASE)]
+        claimed = await pool.fetch(CLAIM, campaign_id, BATCH, LEASE)
         n = len(claimed)
         await pool.execute(
-            RECORD, campaign_id, claimed, ["sent"] * n, [250] * n, [None] * n, [None] * n, n, 0
+            RECORD,
+            campaign_id,
+            [row["account_id"] for row in claimed],
+            [row["attempts"] for row in claimed],
+            ["sent"] * n,
+            [250] * n,
+            [None] * n,
+            [None] * n,
         )
     claim = await _generic_plan(
         db.url, CLAIM, "bigint, int, interval", str(campaign_id), str(BATCH), "'5 min'"
@@ -229,16 +237,43 @@ async def test_claims_and_outcomes_do_not_read_the_rows_already_sent(accounts_db
     record = await _generic_plan(
         db.url,
         RECORD,
-        "bigint, bigint[], text[], int[], text[], float8[], int, int",
+        "bigint, bigint[], int[], text[], int[], text[], float8[]",
         str(campaign_id),
         "'{" + ",".join(map(str, ids)) + "}'",
+        "array_fill(1, ARRAY[20])",
         "array_fill('sent'::text, ARRAY[20])",
         "array_fill(250, ARRAY[20])",
         "array_fill(NULL::text, ARRAY[20])",
         "array_fill(NULL::float8, ARRAY[20])",
-        "20",
-        "0",
     )
     (outcomes,) = [plan for plan in record["Plans"] if plan.get("Subplan Name") == "CTE recorded"]
     assert outcomes["Actual Rows"] == 20
     assert _rows_read(record, "breach_recipients") < 4 * BATCH
+
+
+async def test_a_lane_that_lost_its_rows_writes_nothing_and_counts_nothing(accounts_db: Any) -> None:
+    # Lane A stalls past its lease; the reconciler returns its rows and lane B claims them.
+    # A's late outcomes, renewals and releases must not touch B's rows nor the tally.
+    db = await accounts_db(30)
+    pool = db.pool
+    campaign_id = create_campaign(db.env("smtp://127.0.0.1:9"))
+    await start(pool, campaign_id, "test")
+    lane_a = await recipient_rows.claim_batch(pool, campaign_id, 10)
+    await pool.execute("UPDATE breach_recipients SET lease_until = now() - interval '1 second'")
+    assert (await recipient_rows.reconcile(pool, timedelta(minutes=10)))["returned"] == 10
+    lane_b = await recipient_rows.claim_batch(pool, campaign_id, 10)
+    assert {r["account_id"] for r in lane_b} == {r["account_id"] for r in lane_a}
+
+    def sent(rows: list[asyncpg.Record]) -> list[recipient_rows.Outcome]:
+        return [recipient_rows.Outcome(r["account_id"], r["attempts"], "sent", 250) for r in rows]
+
+    counts = {"sent": 0, "failed": 0, "retry": 0, "not_recorded": 0}
+    assert not await recipient_rows.renew(pool, campaign_id, lane_a)
+    assert await recipient_rows.release(pool, campaign_id, lane_a) == 0
+    stale = await recipient_rows.record_outcomes(pool, campaign_id, sent(lane_a), counts)
+    assert (stale["recorded"], stale["sent_count"], counts["not_recorded"]) == (0, 0, 10)
+    assert await pool.fetchval("SELECT count(*) FROM breach_recipients WHERE state = 'sending'") == 10
+
+    assert await recipient_rows.renew(pool, campaign_id, lane_b)
+    fresh = await recipient_rows.record_outcomes(pool, campaign_id, sent(lane_b), counts)
+    assert (fresh["recorded"], fresh["sent_count"], counts["sent"]) == (10, 10, 10)
