@@ -18,7 +18,7 @@ import asyncpg
 from tasks.backups.pipeline import BackupFailed
 from tasks.erasure import erasure_has_begun
 from workers.errors import JobError
-from workers.leases import RENEWED_LEASE
+from workers.leases import RENEWED_LEASE, abandoned, alive
 from workers.s3 import describe_s3_error
 
 LEASE = RENEWED_LEASE  # kept by a heartbeat while the backup runs
@@ -55,15 +55,13 @@ async def claim_row(
             day,
         )
         retake = latest is not None and not force
-        abandoned = "SELECT state = 'failed' OR (state = 'running' AND lease_until < now()) FROM backups"
+        retakable = f"SELECT state = 'failed' OR {abandoned('running')} FROM backups"
         if retake:
             assert latest is not None
-            if not await conn.fetchval(abandoned + " WHERE id = $1", latest["id"]):
+            if not await conn.fetchval(retakable + " WHERE id = $1", latest["id"]):
                 return None
         if slots is not None:
-            running = await conn.fetchval(
-                "SELECT count(*) FROM backups WHERE state = 'running' AND lease_until >= now()"
-            )
+            running = await conn.fetchval(f"SELECT count(*) FROM backups WHERE {alive('running')}")
             if running >= slots:
                 raise NoSlot(f"{running} backups are running (BACKUP_CONCURRENCY {slots})")
         if retake:
@@ -100,8 +98,8 @@ async def backups_being_written(pool: asyncpg.Pool, instance_ids: list[int]) -> 
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
         writing: int = await conn.fetchval(
-            """SELECT count(*) FROM backups
-                WHERE instance_id = ANY($1::bigint[]) AND state = 'running' AND lease_until >= now()""",
+            f"""SELECT count(*) FROM backups
+                WHERE instance_id = ANY($1::bigint[]) AND {alive("running")}""",
             instance_ids,
         )
     return writing

@@ -21,7 +21,7 @@ from tasks.billing.setup_intents import apply_setup_intent
 from workers.db import Connection, redoable_transaction
 from workers.errors import JobError
 from workers.jobs import describe_error
-from workers.leases import lease_for
+from workers.leases import abandoned, claimable, lease_for
 from workers.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,16 +32,16 @@ MAX_ATTEMPTS = 8
 
 # `buried`: the event is about an erased customer or object (tasks/billing/tombstones.py),
 # buried after the event was stored.
-CLAIM = """
+CLAIM = f"""
     UPDATE stripe_events SET state = 'processing', attempts = attempts + 1,
            lease_until = now() + $2::interval
       -- A claim lost in a server crash is only a lease lost: commit it without a flush.
       FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed
-     WHERE id = ANY($1::text[]) AND (state = 'received' OR (state = 'processing' AND lease_until < now()))
+     WHERE id = ANY($1::text[]) AND {claimable("received", "processing")}
     RETURNING id, type, object_id, created, payload, attempts,
               EXISTS (SELECT 1 FROM stripe_tombstones
                        WHERE digest IN (sha256(convert_to(object_id, 'UTF8')),
-                                        sha256(convert_to(payload #>> '{data,object,customer}', 'UTF8'))))
+                                        sha256(convert_to(payload #>> '{{data,object,customer}}', 'UTF8'))))
                   AS buried
 """
 
@@ -177,10 +177,10 @@ async def _apply(
 async def stale_events(conn: asyncpg.Pool | asyncpg.Connection, received_for: timedelta) -> list[str]:
     """Events the broker lost: received long ago, or whose processing lease ran out."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT id FROM stripe_events
          WHERE (state = 'received' AND received_at < now() - $1::interval)
-            OR (state = 'processing' AND lease_until < now())
+            OR {abandoned("processing")}
          ORDER BY received_at LIMIT 5000
         """,
         received_for,

@@ -18,6 +18,7 @@ import asyncpg
 
 from tasks.breach.campaigns import finish_if_done
 from workers.db import rows_affected
+from workers.leases import return_abandoned
 
 LEASE = timedelta(minutes=5)
 
@@ -174,11 +175,9 @@ async def reconcile(pool: asyncpg.Pool, quiet: timedelta) -> dict[str, Any]:
     """Rows left `sending` by a dead worker go back to `pending`; campaigns `sending` with
     no claim for `quiet` (their lane messages lost, say) are returned to restart lanes;
     campaigns with nothing left are finished."""
-    returned = await pool.execute(
-        """UPDATE breach_recipients SET state = 'pending', lease_until = NULL
-            WHERE campaign_id IN (SELECT id FROM breach_campaigns WHERE state <> 'done')
-              AND state = 'sending' AND lease_until < now()"""
-    )
+    # Only the campaigns not yet done: the table holds every row of every campaign.
+    unfinished = "campaign_id IN (SELECT id FROM breach_campaigns WHERE state <> 'done')"
+    returned = await return_abandoned(pool, "breach_recipients", "sending", "pending", unfinished)
     restart, finished = [], []
     for campaign in await pool.fetch(
         "SELECT id, active_at < now() - $1::interval AS quiet FROM breach_campaigns WHERE state = 'sending'",
@@ -186,6 +185,6 @@ async def reconcile(pool: asyncpg.Pool, quiet: timedelta) -> dict[str, Any]:
     ):
         if await finish_if_done(pool, campaign["id"]):
             finished.append(campaign["id"])
-        elif campaign["quiet"] or rows_affected(returned):
+        elif campaign["quiet"] or returned:
             restart.append(campaign["id"])
-    return {"restart": restart, "finished": finished, "returned": rows_affected(returned)}
+    return {"restart": restart, "finished": finished, "returned": returned}

@@ -11,6 +11,7 @@ from tasks.erasure.audit import audit
 from tasks.erasure.steps import RETENTION, STEPS
 from workers.db import Connection
 from workers.errors import JobError
+from workers.leases import abandoned
 
 
 class UnknownAccount(JobError):
@@ -98,10 +99,9 @@ async def cancel_erasure(conn: Connection, account_id: int, *, cancelled_by: str
 async def due_requests(conn: asyncpg.Pool | Connection, limit: int = 1000) -> list[int]:
     """Requests whose grace has ended, and running ones whose worker's lease ran out."""
     rows = await conn.fetch(
-        """
+        f"""
         SELECT id FROM erasure_requests
-         WHERE (state = 'pending' AND run_after <= now())
-            OR (state = 'running' AND (lease_until IS NULL OR lease_until < now()))
+         WHERE (state = 'pending' AND run_after <= now()) OR {abandoned("running")}
          ORDER BY run_after LIMIT $1
         """,
         limit,

@@ -20,7 +20,7 @@ from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, capture_identity
 from tasks.erasure.steps import STAGES, Step
 from workers.jobs import describe_error
-from workers.leases import Held, lease_for
+from workers.leases import Held, abandoned, lease_for
 from workers.logs import get_logger
 from workers.resources import Resources
 from workers.stripe_calls import RateLimitedStripe
@@ -75,11 +75,10 @@ async def run_request(resources: Resources, request_id: int) -> str:
 async def _claim(pool: asyncpg.Pool, request_id: int) -> asyncpg.Record | None:
     """The request, now ours for LEASE: due and pending, or running with its lease run out."""
     claimed: asyncpg.Record | None = await pool.fetchrow(
-        """
+        f"""
         UPDATE erasure_requests SET state = 'running', attempts = attempts + 1,
                lease_until = now() + $2::interval
-         WHERE id = $1 AND ((state = 'pending' AND run_after <= now())
-                            OR (state = 'running' AND (lease_until IS NULL OR lease_until < now())))
+         WHERE id = $1 AND ((state = 'pending' AND run_after <= now()) OR {abandoned("running")})
         RETURNING account_id, attempts, report, requested_by
         """,
         request_id,
