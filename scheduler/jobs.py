@@ -15,6 +15,9 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from scheduler.slots import is_valid_cron
+from workers.logs import get_logger
+
+log = get_logger(__name__)
 
 
 class ScheduleError(ValueError):
@@ -55,11 +58,13 @@ class ScheduledJob:
 # its own beside its actors (tasks/<domain>/schedules.py).
 SYSTEM_SCHEDULES: list[ScheduledJob] = [
     # Job requests whose broker message was lost (Redis keeps nothing on disk).
-    ScheduledJob("jobs.reconcile", "* * * * *", actor="system.reconcile_jobs"),
+    ScheduledJob("system.resend_lost_jobs", "* * * * *", actor="system.resend_lost_jobs"),
     # Old schedule_runs and finished job requests.
-    ScheduledJob("scheduler.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
+    ScheduledJob("system.prune", "17 3 * * *", actor="system.prune", timezone="Europe/Paris"),
     # Proof of life, off unless enabled in SCHEDULER_OVERRIDES (the tests fire it every second).
-    ScheduledJob("system.ping", "*/5 * * * *", actor="system.scheduled_ping", enabled=False, pass_slot=True),
+    ScheduledJob(
+        "system.scheduled_ping", "*/5 * * * *", actor="system.scheduled_ping", enabled=False, pass_slot=True
+    ),
 ]
 
 
@@ -72,6 +77,18 @@ def declared_schedule() -> list[ScheduledJob]:
 
 _OVERRIDABLE = {"cron", "timezone", "enabled", "catchup", "catchup_window_seconds"}
 
+# Earlier names of jobs now named for their actors: an override under an earlier name
+# still applies, with a warning, so that a deployment's settings keep working.
+EARLIER_NAMES = {
+    "jobs.reconcile": "system.resend_lost_jobs",
+    "scheduler.prune": "system.prune",
+    "system.ping": "system.scheduled_ping",
+    "backups.nightly": "backups.run_nightly",
+    "billing.reconcile_inbox": "billing.resend_stale_events",
+    "billing.reconcile_stripe": "billing.catch_up_with_stripe",
+    "breach.reconcile": "breach.recover_lanes",
+}
+
 
 def effective_schedule(
     declared: list[ScheduledJob], overrides: dict[str, dict[str, Any]]
@@ -80,7 +97,11 @@ def effective_schedule(
     by_name = {job.name: job for job in declared}
     if len(by_name) != len(declared):
         raise ScheduleError("two scheduled jobs share a name")
-    for name, changes in overrides.items():
+    for given, changes in overrides.items():
+        name = given
+        if given not in by_name and given in EARLIER_NAMES:
+            name = EARLIER_NAMES[given]
+            log.warning("SCHEDULER_OVERRIDES uses an earlier job name", given=given, now=name)
         if name not in by_name:
             raise ScheduleError(f"SCHEDULER_OVERRIDES names unknown scheduled job {name!r}")
         unknown = set(changes) - _OVERRIDABLE

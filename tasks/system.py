@@ -33,8 +33,8 @@ async def record_ping(resources: Resources, arguments: PingArguments) -> Done:
 job("system.ping", scope="system", arguments=PingArguments)(record_ping)
 
 
-@dramatiq.actor(actor_name="system.reconcile_jobs", **policy("default").actor_options())
-async def reconcile_jobs() -> None:
+@dramatiq.actor(actor_name="system.resend_lost_jobs", **policy("default").actor_options())
+async def resend_lost_jobs() -> None:
     """Re-send job requests whose message was lost. Idempotent: finished jobs are skipped."""
     resources = current_resources()
     count = await requeue_stale_jobs(resources.pool, send_jobs_in_thread)

@@ -6,7 +6,11 @@ from scheduler.jobs import ScheduledJob
 SCHEDULES: list[ScheduledJob] = [
     # The policy's daily backup of every paid customer's instances.
     ScheduledJob(
-        "backups.nightly", "0 2 * * *", actor="backups.run_nightly", timezone="Europe/Paris", pass_slot=True
+        "backups.run_nightly",
+        "0 2 * * *",
+        actor="backups.run_nightly",
+        timezone="Europe/Paris",
+        pass_slot=True,
     ),
     # Proof that backups restore: a recent one (instances in turn), into a scratch database, compared.
     ScheduledJob(

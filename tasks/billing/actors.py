@@ -8,9 +8,9 @@ from typing import Any
 
 import dramatiq
 
+from tasks.billing.catch_up import catch_up_events
 from tasks.billing.customers import push_account
 from tasks.billing.processing import process_events, stale_events
-from tasks.billing.reconcile import reconcile_events
 from tasks.billing.refetch import Refetcher
 from workers.enqueue import enqueue_many, new_messages
 from workers.jobs import JobArguments, RowId, job, row_must_exist
@@ -52,8 +52,8 @@ async def send_events(event_ids: list[str]) -> None:
         await asyncio.to_thread(enqueue_many, process_event.broker, event_messages(event_ids))
 
 
-@dramatiq.actor(actor_name="billing.reconcile_inbox", **policy("default").actor_options())
-async def reconcile_inbox() -> None:
+@dramatiq.actor(actor_name="billing.resend_stale_events", **policy("default").actor_options())
+async def resend_stale_events() -> None:
     """Re-send inbox events whose message was lost or whose worker died. Safe to repeat:
     processing claims an event only while it is unclaimed or its lease has ended."""
     event_ids = await stale_events(current_resources().pool, timedelta(minutes=1))
@@ -86,14 +86,14 @@ job(
 
 
 @dramatiq.actor(
-    actor_name="billing.reconcile_stripe", queue_name="billing", **policy("billing").actor_options()
+    actor_name="billing.catch_up_with_stripe", queue_name="billing", **policy("billing").actor_options()
 )
-async def reconcile_stripe() -> None:
+async def catch_up_with_stripe() -> None:
     """Store and process the events Stripe has and the inbox lacks. Idempotent: event ids
     are unique in the inbox, and the cursor moves only after a complete walk."""
     resources = current_resources()
     assert resources.stripe is not None
     async with resources.pool.acquire() as conn:
-        stored = await reconcile_events(conn, resources.stripe, RateLimitedStripe(resources.stripe_limiter))
+        stored = await catch_up_events(conn, resources.stripe, RateLimitedStripe(resources.stripe_limiter))
     await send_events(stored)
-    log.info("reconciled with stripe events", stored=len(stored))
+    log.info("caught up with stripe events", stored=len(stored))

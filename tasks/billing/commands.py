@@ -20,7 +20,9 @@ def register(commands: Commands) -> None:
     retry = stripe_actions.add_parser("retry", help="process failed events again")
     retry.add_argument("event_id", nargs="?")
     retry.add_argument("--failed", action="store_true", help="every failed event")
-    stripe_actions.add_parser("reconcile", help="store the events Stripe has and the inbox lacks")
+    stripe_actions.add_parser(
+        "catch-up", aliases=["reconcile"], help="store the events Stripe has and the inbox lacks"
+    )
     backfill = stripe_actions.add_parser("backfill", help="read Stripe's current billing objects")
     backfill.add_argument("--since", help="only objects created on or after this date (YYYY-MM-DD)")
     push = stripe_actions.add_parser("push", help="create or update an account's Stripe customer now")
@@ -36,8 +38,8 @@ def cmd_stripe(settings: Settings, args: argparse.Namespace) -> int:
         return fail("name one EVENT_ID or --failed", 2)
     if args.action == "push":
         return asyncio.run(_push_account(settings, args.account_id))
-    if args.action == "reconcile":
-        return asyncio.run(_reconcile(settings))
+    if args.action in ("catch-up", "reconcile"):
+        return asyncio.run(_catch_up(settings))
     if args.action == "backfill":
         return asyncio.run(_backfill(settings, args.since))
 
@@ -99,14 +101,14 @@ async def _backfill(settings: Settings, since: str | None) -> int:
     return 0
 
 
-async def _reconcile(settings: Settings) -> int:
+async def _catch_up(settings: Settings) -> int:
     from tasks.billing.actors import send_events
-    from tasks.billing.reconcile import reconcile_events
+    from tasks.billing.catch_up import catch_up_events
     from workers.stripe_calls import RateLimitedStripe
     from workers.stripe_client import stripe_session
 
     async with stripe_session(settings) as (conn, client):
-        stored = await reconcile_events(conn, client, RateLimitedStripe(None))
+        stored = await catch_up_events(conn, client, RateLimitedStripe(None))
     await send_events(stored)
     print(f"stored {len(stored)} event(s) the inbox lacked")
     return 0

@@ -5,7 +5,7 @@ from scheduler.jobs import ScheduledJob
 
 SCHEDULES: list[ScheduledJob] = [
     # Stripe events whose processing message was lost, or whose worker died.
-    ScheduledJob("billing.reconcile_inbox", "* * * * *", actor="billing.reconcile_inbox"),
+    ScheduledJob("billing.resend_stale_events", "* * * * *", actor="billing.resend_stale_events"),
     # Events Stripe has that the inbox lacks (hourly, through the Events API).
-    ScheduledJob("billing.reconcile_stripe", "7 * * * *", actor="billing.reconcile_stripe"),
+    ScheduledJob("billing.catch_up_with_stripe", "7 * * * *", actor="billing.catch_up_with_stripe"),
 ]

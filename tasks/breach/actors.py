@@ -10,7 +10,7 @@ import dramatiq
 import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from tasks.breach.campaigns import scrub_finished
 from tasks.breach.lanes import CampaignSender, send_batch
-from tasks.breach.recipient_rows import reconcile
+from tasks.breach.recipient_rows import recover
 from workers.enqueue import enqueue_many
 from workers.logs import get_logger
 from workers.queues import policy
@@ -54,16 +54,16 @@ def start_lanes(campaign_id: int, lanes: int) -> None:
     enqueue_many(send.broker, [send.message(campaign_id) for _ in range(lanes)])
 
 
-@dramatiq.actor(actor_name="breach.reconcile", **policy("default").actor_options())
-async def reconcile_campaigns() -> None:
+@dramatiq.actor(actor_name="breach.recover_lanes", **policy("default").actor_options())
+async def recover_lanes() -> None:
     """Return rows a dead worker left `sending`; restart the lanes of quiet campaigns;
     finish those with nothing left. Idempotent."""
     resources = current_resources()
-    outcome = await reconcile(resources.pool, QUIET)
+    outcome = await recover(resources.pool, QUIET)
     for campaign_id in outcome["restart"]:
         await asyncio.to_thread(start_lanes, campaign_id, resources.settings.breach_lanes)
     if outcome["restart"] or outcome["finished"] or outcome["returned"]:
-        log.info("breach campaigns reconciled", **outcome)
+        log.info("breach lanes recovered", **outcome)
 
 
 @dramatiq.actor(actor_name="breach.scrub", **policy("default").actor_options())

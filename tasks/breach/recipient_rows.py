@@ -171,7 +171,7 @@ async def reachable_again(pool: asyncpg.Pool, campaign_id: int) -> None:
             )
 
 
-async def reconcile(pool: asyncpg.Pool, quiet: timedelta) -> dict[str, Any]:
+async def recover(pool: asyncpg.Pool, quiet: timedelta) -> dict[str, Any]:
     """Rows left `sending` by a dead worker go back to `pending`; campaigns `sending` with
     no claim for `quiet` (their lane messages lost, say) are returned to restart lanes;
     campaigns with nothing left are finished."""

@@ -5,7 +5,7 @@ from scheduler.jobs import ScheduledJob
 
 SCHEDULES: list[ScheduledJob] = [
     # Breach mail: rows a dead worker left `sending`, lanes of campaigns gone quiet.
-    ScheduledJob("breach.reconcile", "* * * * *", actor="breach.reconcile"),
+    ScheduledJob("breach.recover_lanes", "* * * * *", actor="breach.recover_lanes"),
     # Addresses of campaigns ended BREACH_RECIPIENT_RETENTION ago.
     ScheduledJob("breach.scrub", "50 3 * * *", actor="breach.scrub", timezone="Europe/Paris"),
 ]

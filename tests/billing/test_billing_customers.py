@@ -186,11 +186,11 @@ async def test_a_429_is_retried_after_its_retry_after(
     assert len(calls) == 2 and calls[1] - calls[0] >= 0.95
 
 
-async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
+async def test_catching_up_stores_the_events_stripe_has_and_the_inbox_lacks(
     pool: asyncpg.Pool, stripe_client: stripe.StripeClient
 ) -> None:
+    from tasks.billing.catch_up import catch_up_events
     from tasks.billing.processing import process_event
-    from tasks.billing.reconcile import reconcile_events
     from workers.stripe_calls import RateLimitedStripe
 
     account_id = await new_account(pool)
@@ -198,8 +198,8 @@ async def test_reconcile_stores_the_events_stripe_has_and_the_inbox_lacks(
     metadata = {"account_id": str(account_id)}
     customer = await stripe_client.v1.customers.create_async(params={"metadata": metadata})
     async with pool.acquire() as conn:
-        stored = await reconcile_events(conn, stripe_client, RateLimitedStripe(None))
-        again = await reconcile_events(conn, stripe_client, RateLimitedStripe(None))
+        stored = await catch_up_events(conn, stripe_client, RateLimitedStripe(None))
+        again = await catch_up_events(conn, stripe_client, RateLimitedStripe(None))
     created = await pool.fetchval(
         "SELECT id FROM stripe_events WHERE type = 'customer.created' AND object_id = $1", customer.id
     )

@@ -260,7 +260,7 @@ async def test_a_lane_that_lost_its_rows_writes_nothing_and_counts_nothing(accou
     await start(pool, campaign_id, "test")
     lane_a = await recipient_rows.claim_batch(pool, campaign_id, 10)
     await pool.execute("UPDATE breach_recipients SET lease_until = now() - interval '1 second'")
-    assert (await recipient_rows.reconcile(pool, timedelta(minutes=10)))["returned"] == 10
+    assert (await recipient_rows.recover(pool, timedelta(minutes=10)))["returned"] == 10
     lane_b = await recipient_rows.claim_batch(pool, campaign_id, 10)
     assert {r["account_id"] for r in lane_b} == {r["account_id"] for r in lane_a}
 

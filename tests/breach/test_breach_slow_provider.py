@@ -20,7 +20,7 @@ from tasks.breach import campaigns, recipient_rows
 from tasks.breach import lanes as sending_lanes
 from tasks.breach.lanes import CampaignSender, send_batch
 from tasks.breach.notice import from_incident
-from tasks.breach.recipient_rows import reconcile
+from tasks.breach.recipient_rows import recover
 from tests.breach_setup import DATA, sink
 from tests.conftest import REDIS_URL
 from workers.rate_limit import RateLimiter
@@ -50,12 +50,12 @@ async def _two_lanes_with_the_reconciler(
     pool: Any, settings: Any, limiter: RateLimiter | None, campaign_id: int, timeout: float
 ) -> None:
     """Two lanes, each with an SMTP connection of its own, until the campaign is done,
-    while the reconciler runs all along (as `breach.reconcile` does every minute; here
+    while the reconciler runs all along (as `breach.recover_lanes` does every minute; here
     every 0.3 s, with a lease of seconds)."""
 
     async def reconciling() -> None:
         while True:
-            await reconcile(pool, timedelta(hours=1))
+            await recover(pool, timedelta(hours=1))
             await asyncio.sleep(0.3)
 
     smtps = [SmtpPool(settings, 1) for _ in range(2)]

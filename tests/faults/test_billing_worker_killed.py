@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from tasks.billing.actors import reconcile_inbox, send_events
+from tasks.billing.actors import resend_stale_events, send_events
 from tasks.billing.inbox import parse_event, store_events
 from tests.billing_events import all_done, event, new_id, stored, subscription
 from tests.processes import bindery, eventually
@@ -67,7 +67,7 @@ async def test_a_worker_killed_mid_event_leaves_it_to_the_next_one(
         "UPDATE stripe_events SET lease_until = now() - interval '1 second' WHERE id = $1", item["id"]
     )
     with bindery(*worker_args, log=tmp_path / "worker-2.log"):
-        reconcile_inbox.send()
+        resend_stale_events.send()
         await eventually(lambda: all_done(pool, [item["id"]]), 30, "the next worker to apply the event")
     assert await state() == ("done", 2)
     rows = await pool.fetch("SELECT status FROM subscriptions WHERE id = $1", sub)
@@ -123,7 +123,7 @@ async def test_a_worker_killed_inside_a_shared_transaction_loses_none_of_its_eve
         "UPDATE stripe_events SET lease_until = now() - interval '1 second' WHERE id = ANY($1)", ids
     )
     with bindery(*worker_args, log=tmp_path / "worker-2.log"):
-        reconcile_inbox.send()
+        resend_stale_events.send()
         await eventually(lambda: all_done(pool, ids), 30, "the next worker to apply all three")
     states = await pool.fetch("SELECT state, attempts FROM stripe_events WHERE id = ANY($1)", ids)
     assert [tuple(row) for row in states] == [("done", 2)] * 3

@@ -41,7 +41,7 @@ async def test_every_job_completes_once_after_the_broker_lost_all_its_messages(
 
             await pings.age(90)  # a minute and a half later, the reconciler runs
             for _ in range(2):  # a message in flight may have been taken just before the flush
-                assert run_bindery("scheduler", "run-now", "jobs.reconcile", env=env).returncode == 0
+                assert run_bindery("scheduler", "run-now", "system.resend_lost_jobs", env=env).returncode == 0
             await eventually(pings.all_done, 60, "every job done")
             recovered = time.monotonic() - faulted_at
     # Each ran once: one audit row per job, no job with a second attempt.

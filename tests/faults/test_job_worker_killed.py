@@ -42,7 +42,7 @@ async def test_every_job_completes_after_its_worker_was_killed(
         assert await pings.done() < JOBS, "the worker finished before the kill: the test proves nothing"
         await pings.age(180)  # past the reconciler's thresholds, as if three minutes went by
         with ping_worker(env, tmp_path / "worker-2.log", THREADS):
-            assert run_bindery("scheduler", "run-now", "jobs.reconcile", env=env).returncode == 0
+            assert run_bindery("scheduler", "run-now", "system.resend_lost_jobs", env=env).returncode == 0
             await eventually(pings.all_done, 90, "every job done")
         recovered = time.monotonic() - killed_at
     runs = await pings.runs()

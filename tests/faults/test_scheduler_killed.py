@@ -23,7 +23,7 @@ from tests.processes import bindery, bindery_env, wait_until
 from workers.db import connect
 from workers.devstack.servers import free_port
 
-EVERY_SECOND = {"system.ping": {"enabled": True, "cron": "* * * * * *", "catchup": "all"}}
+EVERY_SECOND = {"system.scheduled_ping": {"enabled": True, "cron": "* * * * * *", "catchup": "all"}}
 RUN_FOR = 32.0
 
 
@@ -33,12 +33,14 @@ async def _runs(database_url: str, since: datetime) -> tuple[list[datetime], int
         slots = [
             row["slot"]
             for row in await conn.fetch(
-                "SELECT slot FROM schedule_runs WHERE job = 'system.ping' AND slot >= $1 ORDER BY slot", since
+                "SELECT slot FROM schedule_runs"
+                " WHERE job = 'system.scheduled_ping' AND slot >= $1 ORDER BY slot",
+                since,
             )
         ]
         unstarted = await conn.fetchval(
             """SELECT count(*) FROM schedule_runs
-                WHERE job = 'system.ping' AND slot >= $1 AND started_at IS NULL""",
+                WHERE job = 'system.scheduled_ping' AND slot >= $1 AND started_at IS NULL""",
             since,
         )
         recorded = [

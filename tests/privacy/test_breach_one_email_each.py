@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tasks.breach.recipient_rows import reconcile
+from tasks.breach.recipient_rows import recover
 from tests.breach_setup import (
     BATCH,
     LANES,
@@ -99,7 +99,7 @@ async def test_a_worker_killed_mid_campaign_loses_no_one_and_duplicates_at_most_
         await pool.execute(
             "UPDATE breach_campaigns SET active_at = now() - interval '1 hour' WHERE id = $1", campaign_id
         )
-        outcome = await reconcile(pool, quiet=timedelta(minutes=2))
+        outcome = await recover(pool, quiet=timedelta(minutes=2))
         assert campaign_id in outcome["restart"]
         from tasks.breach.actors import start_lanes
 

@@ -172,19 +172,27 @@ async def test_a_slot_starts_once_but_a_retry_may_start_again(pool: asyncpg.Pool
     assert await start_run(pool, name, slot, retry=True, lease_seconds=120) is not None  # Dramatiq retry
 
 
+def test_every_job_is_named_for_its_actor_and_earlier_names_still_override() -> None:
+    declared = declared_schedule()
+    assert [job.name for job in declared] == [job.actor for job in declared]
+    jobs = {job.name: job for job in effective_schedule(declared, {"backups.nightly": {"enabled": False}})}
+    assert jobs["backups.run_nightly"].enabled is False
+    assert "backups.nightly" not in jobs
+
+
 def test_invalid_cron_or_time_zone_names_the_job() -> None:
     with pytest.raises(ScheduleError, match="nightly: invalid cron"):
         ScheduledJob("nightly", "0 25 * * *", actor="x").check()
     with pytest.raises(ScheduleError, match="nightly: unknown time zone"):
         ScheduledJob("nightly", "0 2 * * *", actor="x", timezone="Europe/Pariss").check()
-    with pytest.raises(ScheduleError, match=r"system\.ping: invalid cron"):
-        effective_schedule(declared_schedule(), {"system.ping": {"cron": "every second"}})
+    with pytest.raises(ScheduleError, match=r"system\.scheduled_ping: invalid cron"):
+        effective_schedule(declared_schedule(), {"system.scheduled_ping": {"cron": "every second"}})
     with pytest.raises(ScheduleError, match="unknown scheduled job"):
         effective_schedule(declared_schedule(), {"no.such": {"enabled": True}})
 
 
 def test_bad_override_stops_the_scheduler_with_one_line_naming_the_job(database_url: str) -> None:
-    env = bindery_env(SCHEDULER_OVERRIDES=json.dumps({"system.ping": {"timezone": "Mars/Olympus"}}))
+    env = bindery_env(SCHEDULER_OVERRIDES=json.dumps({"system.scheduled_ping": {"timezone": "Mars/Olympus"}}))
     result = run_bindery("scheduler", env=env, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -209,15 +217,18 @@ async def test_pruning_keeps_recent_runs_and_each_jobs_newest_slot(pool: asyncpg
 
 
 def test_run_now_enqueues_once_and_list_shows_it(database_url: str, redis_client: redis.Redis) -> None:
-    ran = run_bindery("scheduler", "run-now", "jobs.reconcile")
+    ran = run_bindery("scheduler", "run-now", "system.resend_lost_jobs")
     assert ran.returncode == 0, ran.stderr
     assert redis_client.llen("bindery:default") == 1
     listed = run_bindery("scheduler", "list", "--json")
     jobs = {row["job"]: row for row in json.loads(listed.stdout)}
-    assert jobs["jobs.reconcile"]["last_trigger"] == "manual"
-    assert jobs["scheduler.prune"]["timezone"] == "Europe/Paris"
-    nightly = datetime.fromisoformat(jobs["scheduler.prune"]["next_run_local"])
+    assert jobs["system.resend_lost_jobs"]["last_trigger"] == "manual"
+    assert jobs["system.prune"]["timezone"] == "Europe/Paris"
+    nightly = datetime.fromisoformat(jobs["system.prune"]["next_run_local"])
     assert (nightly.hour, nightly.minute) == (3, 17)
-    assert jobs["system.ping"]["enabled"] is False and jobs["system.ping"]["next_run_utc"] is None
+    assert (
+        jobs["system.scheduled_ping"]["enabled"] is False
+        and jobs["system.scheduled_ping"]["next_run_utc"] is None
+    )
     unknown = run_bindery("scheduler", "run-now", "no.such")
     assert unknown.returncode == 1 and "no scheduled job named 'no.such'" in unknown.stderr

@@ -2,7 +2,7 @@
 lacks (a webhook lost, an endpoint down for longer than Stripe retries) is stored and
 processed like a delivery.
 
-The walk starts a safety margin before the newest event already reconciled (events can
+The walk starts a safety margin before the newest event already caught up with (events can
 be listed late) and stores each page as it goes; only at the end does the cursor move.
 A crash half-way re-walks from the old cursor, and the inbox's unique event id makes
 that harmless.
@@ -24,7 +24,7 @@ MARGIN = timedelta(minutes=10)
 PAGE = 100
 
 
-async def reconcile_events(
+async def catch_up_events(
     conn: Connection, client: stripe.StripeClient, gate: RateLimitedStripe
 ) -> list[str]:
     """Store the events Stripe has and we lack; return the ids of those newly stored."""
