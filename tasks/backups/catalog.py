@@ -55,13 +55,13 @@ async def claim_row(
             day,
         )
         retake = latest is not None and not force
-        retakable = f"SELECT state = 'failed' OR {abandoned('running')} FROM backups"
+        retakable = f"SELECT state = 'failed' OR {abandoned('running')} FROM backups"  # nosec B608
         if retake:
             assert latest is not None
             if not await conn.fetchval(retakable + " WHERE id = $1", latest["id"]):
                 return None
         if slots is not None:
-            running = await conn.fetchval(f"SELECT count(*) FROM backups WHERE {alive('running')}")
+            running = await conn.fetchval(f"SELECT count(*) FROM backups WHERE {alive('running')}")  # nosec B608
             if running >= slots:
                 raise NoSlot(f"{running} backups are running (BACKUP_CONCURRENCY {slots})")
         if retake:
@@ -99,7 +99,7 @@ async def backups_being_written(pool: asyncpg.Pool, instance_ids: list[int]) -> 
         await conn.execute("SELECT pg_advisory_xact_lock($1)", CLAIM_LOCK)
         writing: int = await conn.fetchval(
             f"""SELECT count(*) FROM backups
-                WHERE instance_id = ANY($1::bigint[]) AND {alive("running")}""",
+                WHERE instance_id = ANY($1::bigint[]) AND {alive("running")}""",  # nosec B608: workers.leases' fixed predicates, no input
             instance_ids,
         )
     return writing

@@ -43,7 +43,7 @@ CLAIM = f"""
                        WHERE digest IN (sha256(convert_to(object_id, 'UTF8')),
                                         sha256(convert_to(payload #>> '{{data,object,customer}}', 'UTF8'))))
                   AS buried
-"""
+"""  # nosec B608: workers.leases' fixed predicates, no input
 
 
 async def process_event(pool: asyncpg.Pool, event_id: str, refetch: Refetcher | None = None) -> str:
@@ -182,7 +182,7 @@ async def stale_events(conn: asyncpg.Pool | asyncpg.Connection, received_for: ti
          WHERE (state = 'received' AND received_at < now() - $1::interval)
             OR {abandoned("processing")}
          ORDER BY received_at LIMIT 5000
-        """,
+        """,  # nosec B608: workers.leases' fixed predicates, no input
         received_for,
     )
     return [row["id"] for row in rows]

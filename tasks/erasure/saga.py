@@ -80,7 +80,7 @@ async def _claim(pool: asyncpg.Pool, request_id: int) -> asyncpg.Record | None:
                lease_until = now() + $2::interval
          WHERE id = $1 AND ((state = 'pending' AND run_after <= now()) OR {abandoned("running")})
         RETURNING account_id, attempts, report, requested_by
-        """,
+        """,  # nosec B608: workers.leases' fixed predicates, no input
         request_id,
         LEASE,
     )
