@@ -23,7 +23,7 @@ from typing import Any
 
 from workers.cli_support import Commands
 
-DOMAINS = ("tasks.billing", "tasks.backups", "tasks.erasure", "tasks.breach")
+DOMAINS = ("tasks.billing", "tasks.backups", "tasks.erasure", "tasks.breach", "tasks.privacy")
 
 
 def declare_actors() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from email.message import EmailMessage
+from email.utils import formatdate
 
 import aiosmtplib
 
@@ -54,6 +55,18 @@ def permanent_refusal(error: Exception) -> int | None:
     if isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
         return error.code if 500 <= error.code < 600 else None
     return None
+
+
+def operator_alert(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:
+    """A plain-text alert to an operator's address (ids only in it, never a customer's data)."""
+    message = EmailMessage()  # refuses CR/LF in header values
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = f"bindery: {subject}"
+    message["Date"] = formatdate()
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
+    message.set_content(body)
+    return message
 
 
 async def send_message(settings: Settings, message: EmailMessage) -> None:

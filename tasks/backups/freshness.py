@@ -4,14 +4,11 @@ an error log line, a metric, and an email to OPS_EMAIL. Instance ids only."""
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-from email.utils import formatdate
-
 import asyncpg
 from prometheus_client import Gauge
 
 from workers.logs import get_logger
-from workers.mail import send_message
+from workers.mail import operator_alert, send_message
 from workers.settings import Settings
 
 log = get_logger(__name__)
@@ -41,16 +38,11 @@ async def check_freshness(pool: asyncpg.Pool, settings: Settings) -> list[int]:
         log.error(
             "paid instances without a verified backup in 26 hours", count=len(stale), instance_ids=stale
         )
-        message = EmailMessage()
-        message["From"] = settings.mail_from
-        message["To"] = settings.ops_email
-        message["Subject"] = f"bindery: {len(stale)} paid instance(s) without a verified backup in 26 hours"
-        message["Date"] = formatdate()
-        message["Auto-Submitted"] = "auto-generated"
-        message.set_content(
+        body = (
             "These instances of paid accounts have no verified backup finished in the last 26 hours:\n\n"
             + "\n".join(f"  instance {instance_id}" for instance_id in stale)
             + "\n\nSee `bindery backup run --instance ID` and the worker logs of the `backups` queue.\n"
         )
-        await send_message(settings, message)
+        subject = f"{len(stale)} paid instance(s) without a verified backup in 26 hours"
+        await send_message(settings, operator_alert(settings, settings.ops_email, subject, body))
     return stale

@@ -9,6 +9,7 @@ import asyncpg
 
 from tasks.erasure.audit import audit
 from tasks.erasure.steps import RETENTION, STEPS
+from tasks.privacy import close_request, open_request
 from workers.db import Connection
 from workers.errors import JobError
 from workers.leases import abandoned
@@ -56,6 +57,15 @@ async def request_erasure(
         )
         assert request is not None
         await audit(conn, requested_by, "erasure.requested", request["id"], {"account_id": account_id})
+        if requested_by != "reapply":  # a restore's replay of an old request is no new one
+            await open_request(
+                conn,
+                "erasure",
+                account_id,
+                received_by=requested_by,
+                received_at=request["requested_at"],
+                erasure_request_id=request["id"],
+            )
     return request, True
 
 
@@ -92,6 +102,12 @@ async def cancel_erasure(conn: Connection, account_id: int, *, cancelled_by: str
             "UPDATE accounts SET status = 'active', updated_at = now() WHERE id = $1", account_id
         )
         await audit(conn, cancelled_by, "erasure.cancelled", request["id"], {"account_id": account_id})
+        await close_request(
+            conn,
+            erasure_request_id=request["id"],
+            outcome="cancelled within the grace period",
+            by=cancelled_by,
+        )
     assert cancelled is not None
     return cancelled
 

@@ -20,6 +20,7 @@ from tasks.erasure.context import OWNED_OBJECTS, Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
 from tasks.erasure.notices import completion_notice
 from tasks.erasure.verify import verify_nothing_left
+from tasks.privacy import close_request
 from workers.db import drop_database, rows_affected
 from workers.errors import JobError
 from workers.mail import MailRefused, NotAMailbox, send_message
@@ -50,6 +51,7 @@ COVERED_TABLES = {
     "audit_log": "ids only",
     "breach_campaigns": "the notice and counts: nothing of any one customer",
     "breach_recipients": "address deleted; a row not yet sent counted as skipped (rows)",
+    "privacy_requests": "kind, dates and outcome kept as the record of the request; the note emptied (rows)",
 }
 
 # Invoices are kept, unlinked, for what French law requires of them.
@@ -193,6 +195,11 @@ async def rows(erasure: Erasure) -> Counts:
                     WHERE account_id = $1""",
                 (erasure.account_id,),
             ),
+            # The register keeps the request's kind, dates and outcome; the note goes.
+            "privacy_request_notes": (
+                "UPDATE privacy_requests SET note = NULL WHERE account_id = $1 AND note IS NOT NULL",
+                (erasure.account_id,),
+            ),
             "instances": ("DELETE FROM instances WHERE account_id = $1", (erasure.account_id,)),
         }
         for table, (sql, args) in statements.items():
@@ -250,6 +257,7 @@ async def delete_account(erasure: Erasure) -> Counts:
             erasure.request_id,
         )
         await audit(conn, "system", "erasure.done", erasure.request_id, {"account_id": erasure.account_id})
+        await close_request(conn, erasure_request_id=erasure.request_id, outcome="erased", by="system")
     return {"accounts": rows_affected(result)}
 
 

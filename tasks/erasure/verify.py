@@ -27,7 +27,9 @@ from workers.s3 import count_prefix
 
 # Ids only, by design: the audit trail and erasure's own records.
 # Tables whose rows may keep the bare account id: records of what was done, not data.
-# (A breach campaign's row says the customer was told, or skipped; its address is gone.)
+# (A breach campaign's row says the customer was told, or skipped; its address is gone.
+# The privacy register's row says a request was received and answered; its note is gone,
+# and its other text is still searched.)
 ID_ONLY_TABLES = {
     "erasure_requests",
     "erasure_steps",
@@ -35,6 +37,7 @@ ID_ONLY_TABLES = {
     "audit_log",
     "schema_migrations",
     "breach_recipients",
+    "privacy_requests",
 }
 # The identities of the erasures in flight, captured to be searched for: each is deleted
 # with its account row, in the last step.

@@ -196,7 +196,7 @@ def test_bad_override_stops_the_scheduler_with_one_line_naming_the_job(database_
     result = run_bindery("scheduler", env=env, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "bindery: scheduled job system.ping: unknown time zone 'Mars/Olympus'"
+        "bindery: scheduled job system.scheduled_ping: unknown time zone 'Mars/Olympus'"
     ]
 
 

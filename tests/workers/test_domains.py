@@ -37,9 +37,9 @@ def test_every_domain_mounts_its_commands() -> None:
     parser = make_parser()
     commands = next(action for action in parser._actions if action.dest == "command")
     names = set(commands.choices or ())
-    assert {"stripe", "backup", "erasure", "breach"} <= names
+    assert {"stripe", "backup", "erasure", "breach", "privacy"} <= names
     assert {"migrate", "web", "worker", "scheduler", "dev", "token"} <= names
-    assert len(DOMAINS) == 4
+    assert len(DOMAINS) == 5
 
 
 def test_plumbing_names_no_domain_but_in_the_loader() -> None:
