@@ -83,7 +83,7 @@ def test_every_periodic_job_is_declared_once_and_names_an_actor_that_exists() ->
 
     declare_actors()
     jobs = declared_schedule()
-    assert len({job.name for job in jobs}) == len(jobs) == 13
+    assert len({job.name for job in jobs}) == len(jobs) == 14
     broker = dramatiq.get_broker()
     for job in jobs:
         broker.get_actor(job.actor)  # raises ActorNotFound
