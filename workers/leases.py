@@ -6,7 +6,7 @@ has run out the next claim, or a reconciler, may. Every write a holder makes is 
 its token, so a holder that stalled past its lease and lost the row writes nothing.
 
 The SQL that says which rows are free (`claimable`, `abandoned`, `alive`) is written here
-once; each domain's claim adds its own columns and conditions around it.
+once; each domain's claim and reconciler adds its own columns and conditions around it.
 
 Two lengths:
 - `lease_for(queue)`: the queue's time limit and a margin, for a claim held for the
@@ -28,7 +28,7 @@ from typing import Any
 
 import asyncpg
 
-from workers.db import Connection, quote_identifier, rows_affected
+from workers.db import Connection, quote_identifier
 from workers.logs import get_logger
 from workers.queues import policy
 
@@ -52,15 +52,6 @@ def claimable(waiting: str, held: str) -> str:
 def alive(held: str) -> str:
     """SQL: a row in state `held` whose holder's lease still runs."""
     return f"(state = '{held}' AND lease_until >= now())"
-
-
-async def return_abandoned(
-    conn: asyncpg.Pool | Connection, table: str, held: str, waiting: str, within: str = "TRUE"
-) -> int:
-    """The reconciler's part: rows whose holder is gone go back to `waiting`, for the
-    next claim. `within` (SQL, ours) narrows the rows read. Returns how many."""
-    query = f"UPDATE {quote_identifier(table)} SET state = $1, lease_until = NULL"  # nosec B608
-    return rows_affected(await conn.execute(f"{query} WHERE {within} AND {abandoned(held)}", waiting))
 
 
 def lease_for(queue: str) -> timedelta:

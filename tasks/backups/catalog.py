@@ -39,6 +39,10 @@ class Claim:
     abandoned_upload_id: str | None  # the multipart upload of a dead attempt, to abort
 
 
+# Backups being written now, by any worker: those whose holder's lease still runs.
+RUNNING_NOW = "SELECT count(*) FROM backups WHERE " + alive("running")  # nosec B608: a fixed predicate of workers.leases
+
+
 async def claim_row(
     pool: asyncpg.Pool, instance_id: int, day: date, force: bool, slots: int | None
 ) -> Claim | None:
@@ -61,7 +65,7 @@ async def claim_row(
             if not await conn.fetchval(retakable + " WHERE id = $1", latest["id"]):
                 return None
         if slots is not None:
-            running = await conn.fetchval(f"SELECT count(*) FROM backups WHERE {alive('running')}")  # nosec B608
+            running = await conn.fetchval(RUNNING_NOW)
             if running >= slots:
                 raise NoSlot(f"{running} backups are running (BACKUP_CONCURRENCY {slots})")
         if retake:

@@ -18,7 +18,7 @@ import asyncpg
 
 from tasks.breach.campaigns import finish_if_done
 from workers.db import rows_affected
-from workers.leases import return_abandoned
+from workers.leases import abandoned
 
 LEASE = timedelta(minutes=5)
 
@@ -84,6 +84,14 @@ UPDATE breach_campaigns
  WHERE id = $1
 RETURNING sent_count, failed_count, state, written.rows AS recorded, written.sent, written.failed
 """
+
+
+# The reconciler's part: rows whose lane is gone are pending again, for the next claim.
+RETURN_ABANDONED = (
+    "UPDATE breach_recipients SET state = 'pending', lease_until = NULL"  # nosec B608: a fixed predicate of workers.leases
+    " WHERE campaign_id IN (SELECT id FROM breach_campaigns WHERE state <> 'done') AND "
+    + abandoned("sending")
+)
 
 
 @dataclass(frozen=True)
@@ -176,8 +184,7 @@ async def recover(pool: asyncpg.Pool, quiet: timedelta) -> dict[str, Any]:
     no claim for `quiet` (their lane messages lost, say) are returned to restart lanes;
     campaigns with nothing left are finished."""
     # Only the campaigns not yet done: the table holds every row of every campaign.
-    unfinished = "campaign_id IN (SELECT id FROM breach_campaigns WHERE state <> 'done')"
-    returned = await return_abandoned(pool, "breach_recipients", "sending", "pending", unfinished)
+    returned = rows_affected(await pool.execute(RETURN_ABANDONED))
     restart, finished = [], []
     for campaign in await pool.fetch(
         "SELECT id, active_at < now() - $1::interval AS quiet FROM breach_campaigns WHERE state = 'sending'",
