@@ -130,6 +130,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with running("seaweedfs", command, port, root / "weed.log", timeout=60):
         os.environ["S3_ENDPOINT_URL"] = endpoint
         _wait_for_bucket(endpoint)
+        asyncio.run(seaweedfs.create_export_bucket(load_settings()))
         yield endpoint
 
 

@@ -6,9 +6,13 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from tests.processes import wait_until
+from tests.processes import bindery, wait_until
+from workers.devstack.servers import free_port
 
 
 def call(
@@ -45,3 +49,17 @@ def finished_job(base: str, job_id: str, headers: dict[str, str], timeout: float
         return job if job["status"] in ("done", "failed") else None
 
     return wait_until(finished, timeout, what, interval=0.2)
+
+
+@contextmanager
+def web_and_worker(logs: Path, env: dict[str, str]) -> Iterator[str]:
+    """`bindery web` and a one-process `bindery worker` (logs in `logs`); the web's base
+    URL, once it answers."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with (
+        bindery("web", "--port", str(port), log=logs / "web.log", env=env),
+        bindery("worker", "--processes", "1", "--threads", "2", log=logs / "worker.log", env=env),
+    ):
+        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web")
+        yield base

@@ -6,7 +6,8 @@ domain's `bindery …` subcommands. A domain with HTTP routes has a `routes` mod
 `register(app)` adds them to the web process, `openapi_paths()` and `openapi_schemas()`
 describe them. A domain that keeps records for a while has a `retention` module:
 `prune(pool, now)`, run daily by `system.prune`. Its periodic jobs are the `SCHEDULES` of
-its `schedules` module. Adding a domain is adding its name here. Commands are
+its `schedules` module; where it holds data about an account, the `PLACES` of its
+`data_map` module (workers/data_map.py). Adding a domain is adding its name here. Commands are
 collected without the actors: `bindery token list` builds no broker. A domain's
 commands only parse arguments and print; the work is in its plain functions, and heavy
 imports wait for the command that needs them.
@@ -61,3 +62,11 @@ def domain_retention() -> list[Callable[[Any, datetime], Awaitable[dict[str, int
 def domain_schedules() -> list[Any]:
     """Every domain's periodic jobs (scheduler.jobs.ScheduledJob), domain by domain."""
     return [job for module in _modules("schedules") for job in module.SCHEDULES]
+
+
+def data_map() -> list[Any]:
+    """Every place bindery holds data about an account (workers.data_map.Place): the
+    plumbing's own, then each domain's, in DOMAINS order."""
+    from workers import data_map as plumbing
+
+    return [*plumbing.PLACES, *(place for module in _modules("data_map") for place in module.PLACES)]

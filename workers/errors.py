@@ -13,6 +13,11 @@ class JobError(Exception):
     """An expected failure whose message is safe to store and show (ids only, no PII)."""
 
 
+class Refused(JobError):
+    """A job that must not run as asked (an export of an account being erased): it fails
+    at once, without the retries that could only refuse again."""
+
+
 def describe_startup_error(error: BaseException) -> str | None:
     if isinstance(error, MigrationError):
         return f"migration refused: {error}"

@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 import workers.broker  # noqa: F401  (Dramatiq's global broker must exist before actors are declared)
 from workers.audit_log import AuditRecord
 from workers.db import quote_identifier
-from workers.errors import JobError
+from workers.errors import JobError, Refused
 from workers.logs import get_logger
 from workers.queues import policy
 from workers.resources import Resources, current_resources
@@ -33,9 +33,10 @@ log = get_logger(__name__)
 
 Args = TypeVar("Args", bound=BaseModel)
 Handler = Callable[[Resources, Any], Awaitable["dict[str, Any] | Done | None"]]
-# Checked when the job is asked for: a message when what it names does not exist (→ 404).
-Precheck = Callable[[asyncpg.Pool, Any], Awaitable[str | None]]
-SCOPES = ("system", "billing", "erasure", "backups")
+# Checked when the job is asked for: a message when what it names does not exist (→ 404),
+# a `Conflict` when it cannot be done now (→ 409).
+Precheck = Callable[[asyncpg.Pool, Any], Awaitable["str | Conflict | None"]]
+SCOPES = ("system", "billing", "erasure", "backups", "privacy")
 # "domain.action": the dot keeps a job's URL apart from a job id's (workers/web/app.py).
 JOB_NAME = r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)+"
 
@@ -58,6 +59,13 @@ class JobArguments(BaseModel):
     values are taken as their JSON type says (`true` is no account id, "7" no number)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A precheck's answer when the job cannot be done in the state things are in."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,17 @@ def row_must_exist(table: str, field: str) -> Precheck:
     return precheck
 
 
-# Who asked for the job being run ('token:<id>'), for handlers that audit it.
+# Who asked for the job being run ('token:<id>'), for handlers that audit it, and its id.
 _requester: ContextVar[str] = ContextVar("job_requester", default="api")
+_job_id: ContextVar[UUID | None] = ContextVar("job_id", default=None)
 
 
 def current_requester() -> str:
     return _requester.get()
+
+
+def current_job_id() -> UUID | None:
+    return _job_id.get()
 
 
 def job(
@@ -169,13 +182,14 @@ async def run_job(
         return
     try:
         requester = f"token:{row.token_id}" if row.token_id is not None else "api"
-        token = _requester.set(requester)
+        token, job_token = _requester.set(requester), _job_id.set(job_id)
         try:
             outcome = await handler(resources, arguments.model_validate(row.arguments))
         finally:
             _requester.reset(token)
+            _job_id.reset(job_token)
     except Exception as error:
-        final = row.attempts > max_retries
+        final = isinstance(error, Refused) or row.attempts > max_retries
         await resources.pool.execute(
             """
             UPDATE jobs SET status = $2, error = $3, updated_at = now(),

@@ -3,9 +3,10 @@ check of an address that every mail bindery sends goes through."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 
@@ -55,6 +56,21 @@ def permanent_refusal(error: Exception) -> int | None:
     if isinstance(error, aiosmtplib.SMTPRecipientRefused | aiosmtplib.SMTPDataError):
         return error.code if 500 <= error.code < 600 else None
     return None
+
+
+def customer_message(settings: Settings, to: str, subject: str, body: str, key: str) -> EmailMessage:
+    """A plain-text message to a customer. Its Message-ID is derived from `key` (what it is
+    for, e.g. `erasure-done-7`): a message sent again is recognisably the same one."""
+    message = EmailMessage()  # refuses CR/LF in header values
+    message["From"] = settings.mail_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Auto-Submitted"] = "auto-generated"
+    domain = settings.mail_from.rsplit("@", 1)[-1].rstrip(">") or "bindery.localhost"
+    message["Message-ID"] = make_msgid(idstring=hashlib.sha256(key.encode()).hexdigest()[:24], domain=domain)
+    message.set_content(body)
+    return message
 
 
 def operator_alert(settings: Settings, to: str, subject: str, body: str) -> EmailMessage:

@@ -43,6 +43,8 @@ QUEUES: dict[str, QueuePolicy] = {
     "erasure": QueuePolicy(time_limit_s=900, max_retries=20, min_backoff_s=5, max_backoff_s=900),
     # A dump of a large instance takes long; a failed night is retried a few times.
     "backups": QueuePolicy(time_limit_s=6 * 3600, max_retries=3, min_backoff_s=60, max_backoff_s=3600),
+    # An access export dumps the account's instances: minutes for a large one.
+    "exports": QueuePolicy(time_limit_s=2 * 3600, max_retries=3, min_backoff_s=30, max_backoff_s=1800),
     "mail": QueuePolicy(time_limit_s=600, max_retries=10, min_backoff_s=5, max_backoff_s=600),
 }
 

@@ -1,4 +1,5 @@
-"""The S3 client (aioboto3) for backup storage: SeaweedFS locally, Scaleway in production."""
+"""The S3 clients (aioboto3): backup storage (SeaweedFS locally, Scaleway in production)
+and the bucket of access-export archives (at the provider that hosts the servers)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,43 @@ from botocore.exceptions import BotoCoreError, ClientError
 from workers.settings import Settings
 
 
+def s3_client(settings: Settings) -> Any:
+    """The backup storage's client, as an async context manager."""
+    return _client(
+        settings.s3_endpoint_url,
+        settings.s3_region,
+        settings.aws_access_key_id.get_secret_value(),
+        settings.aws_secret_access_key.get_secret_value(),
+    )
+
+
+def export_s3_client(settings: Settings) -> Any:
+    """The export archives' client: EXPORT_S3_ENDPOINT_URL and its keys, each falling back
+    to the backup storage's."""
+    key_id = settings.export_aws_access_key_id or settings.aws_access_key_id
+    secret = settings.export_aws_secret_access_key or settings.aws_secret_access_key
+    return _client(
+        settings.export_s3_endpoint_url or settings.s3_endpoint_url,
+        settings.export_s3_region or settings.s3_region,
+        key_id.get_secret_value(),
+        secret.get_secret_value(),
+    )
+
+
+def export_prefix(account_id: int) -> str:
+    """Where an account's export archives are kept: what its erasure deletes."""
+    return f"exports/{account_id}/"
+
+
 @asynccontextmanager
-async def s3_client(settings: Settings) -> AsyncIterator[Any]:
+async def _client(endpoint: str | None, region: str, key_id: str, secret: str) -> AsyncIterator[Any]:
     boto = aioboto3.Session()
     async with boto.client(
         "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.s3_region,
-        aws_access_key_id=settings.aws_access_key_id.get_secret_value(),
-        aws_secret_access_key=settings.aws_secret_access_key.get_secret_value(),
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
     ) as client:
         yield client
@@ -36,6 +65,13 @@ def describe_s3_error(error: BaseException) -> str:
     if isinstance(error, BotoCoreError):
         return f"S3: {type(error).__name__}"
     return type(error).__name__  # another library's message may quote data
+
+
+def is_missing_bucket(error: BaseException) -> bool:
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchBucket",
+    )
 
 
 async def delete_prefix(client: Any, bucket: str, prefix: str) -> dict[str, int]:

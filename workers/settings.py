@@ -90,6 +90,18 @@ class Settings(BaseSettings):
     aws_access_key_id: SecretStr = SecretStr(DEV_AWS_ACCESS_KEY_ID)
     aws_secret_access_key: SecretStr = SecretStr(DEV_AWS_SECRET_ACCESS_KEY)
 
+    # Access-export archives (tasks/privacy/export.py): a bucket of their own, kept 7 days.
+    # Unset, the endpoint, region and keys are the backup storage's; in production the
+    # bucket belongs at the provider that hosts the servers (the policy names the backup
+    # provider for backups only).
+    export_s3_bucket: str = "bindery-exports"
+    export_s3_endpoint_url: str | None = None
+    export_s3_region: str | None = None
+    export_aws_access_key_id: SecretStr | None = None
+    export_aws_secret_access_key: SecretStr | None = None
+    # How long the emailed link to an archive works; S3 signs for 7 days at most.
+    export_link_lifetime: Duration = Field(default=timedelta(days=7), gt=timedelta(0), le=timedelta(days=7))
+
     backup_recipients: CommaList = Field(default_factory=lambda: [DEV_BACKUP_RECIPIENT], min_length=1)
     backup_retention_days: int = Field(default=30, ge=1, le=3650)
     # The age identity that decrypts backups: each run reads its backup back with it, as do
@@ -249,6 +261,11 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
     refuse(
         "S3_ENDPOINT_URL",
         urlsplit(settings.s3_endpoint_url or "https://").scheme != "https",
+        "only https:// is accepted in production",
+    )
+    refuse(
+        "EXPORT_S3_ENDPOINT_URL",
+        urlsplit(settings.export_s3_endpoint_url or "https://").scheme != "https",
         "only https:// is accepted in production",
     )
     refuse(

@@ -16,11 +16,15 @@ from tasks.backups.restore import restore_backup, verify_backup
 from tasks.backups.run import back_up
 from workers.db import create_pool
 from workers.errors import JobError
-from workers.s3 import s3_client
+from workers.s3 import export_s3_client, s3_client
 from workers.settings import Settings
 
 LIFECYCLE_RETENTION_RULE = "bindery-retention-backstop"
 LIFECYCLE_UPLOADS_RULE = "bindery-abort-incomplete-uploads"
+LIFECYCLE_EXPORTS_RULE = "bindery-export-expiry"
+# S3's expiry counts whole days from the next midnight: an archive lasts at most 8 days,
+# a day beyond the longest link.
+EXPORT_RETENTION_DAYS = 7
 
 
 @asynccontextmanager
@@ -132,35 +136,59 @@ async def status(settings: Settings, day: date | None) -> dict[str, Any]:
     }
 
 
-async def init_bucket(settings: Settings) -> dict[str, Any]:
-    """Create the bucket if missing and set its lifecycle rules, the backstops of the
-    expiry job and the sweeper: objects expire `BACKUP_RETENTION_DAYS` + 2 days after
-    they are written, incomplete multipart uploads are aborted after a day. Idempotent."""
-    rules = [
+def _uploads_rule() -> dict[str, Any]:
+    return {
+        "ID": LIFECYCLE_UPLOADS_RULE,
+        "Filter": {"Prefix": ""},
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+    }
+
+
+async def init_bucket(settings: Settings) -> list[dict[str, Any]]:
+    """Create every bucket bindery writes to, if missing, and set its lifecycle rules.
+    Idempotent.
+
+    The backups' bucket: the backstops of the expiry job and the sweeper, objects expire
+    `BACKUP_RETENTION_DAYS` + 2 days after they are written. The export archives' bucket:
+    archives expire after `EXPORT_RETENTION_DAYS` (their links work 7 days at most). In
+    both, incomplete multipart uploads are aborted after a day."""
+    backups = [
         {
             "ID": LIFECYCLE_RETENTION_RULE,
             "Filter": {"Prefix": "instances/"},
             "Status": "Enabled",
             "Expiration": {"Days": settings.backup_retention_days + 2},
         },
-        {
-            "ID": LIFECYCLE_UPLOADS_RULE,
-            "Filter": {"Prefix": ""},
-            "Status": "Enabled",
-            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-        },
+        _uploads_rule(),
     ]
-    async with s3_client(settings) as client:
+    exports = [
+        {
+            "ID": LIFECYCLE_EXPORTS_RULE,
+            "Filter": {"Prefix": "exports/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": EXPORT_RETENTION_DAYS},
+        },
+        _uploads_rule(),
+    ]
+    return [
+        await _prepare_bucket(s3_client(settings), settings.s3_bucket, backups),
+        await _prepare_bucket(export_s3_client(settings), settings.export_s3_bucket, exports),
+    ]
+
+
+async def _prepare_bucket(connecting: Any, bucket: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    async with connecting as client:
         try:
-            await client.head_bucket(Bucket=settings.s3_bucket)
+            await client.head_bucket(Bucket=bucket)
             created = False
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
                 raise
-            await client.create_bucket(Bucket=settings.s3_bucket)
+            await client.create_bucket(Bucket=bucket)
             created = True
         await client.put_bucket_lifecycle_configuration(
-            Bucket=settings.s3_bucket, LifecycleConfiguration={"Rules": rules}
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules}
         )
-        applied = await client.get_bucket_lifecycle_configuration(Bucket=settings.s3_bucket)
-    return {"bucket": settings.s3_bucket, "created": created, "rules": applied["Rules"]}
+        applied = await client.get_bucket_lifecycle_configuration(Bucket=bucket)
+    return {"bucket": bucket, "created": created, "rules": applied["Rules"]}

@@ -32,7 +32,10 @@ def register(commands: Commands) -> None:
     backup_status = backup_actions.add_parser("status", help="a night's run: done, failed, in progress")
     backup_status.add_argument("--day", help="the night's day (YYYY-MM-DD; default today in Paris)")
     backup_status.add_argument("--json", action="store_true")
-    backup_actions.add_parser("init-bucket", help="create the bucket, set its lifecycle rules (backstops)")
+    backup_actions.add_parser(
+        "init-bucket",
+        help="create every bucket bindery writes to (backups, export archives), set their lifecycle rules",
+    )
     backup.set_defaults(handler=cmd_backup)
 
 

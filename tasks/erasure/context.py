@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import stripe
 
-from tasks.billing import bury
+from tasks.billing import bury, owned_objects
 from workers.db import Connection
 from workers.s3 import s3_client
 from workers.settings import Settings
@@ -61,20 +61,6 @@ async def s3_session(erasure: Erasure) -> AsyncIterator[Any]:
         yield client
 
 
-# The customer's Stripe objects: in our tables, and in the inbox (a detached payment
-# method is in no table any more, and its events no longer name the customer in `customer`).
-OWNED_OBJECTS = """
-    SELECT id FROM subscriptions WHERE account_id = $1 OR customer_id = $2
-    UNION SELECT id FROM payment_methods WHERE account_id = $1 OR customer_id = $2
-    UNION SELECT m.id FROM mandates m JOIN payment_methods p ON p.id = m.payment_method_id
-           WHERE p.account_id = $1 OR p.customer_id = $2
-    UNION SELECT id FROM invoices WHERE account_id = $1 OR customer_id = $2
-    UNION SELECT object_id FROM stripe_events
-           WHERE coalesce(payload #>> '{data,object,customer}', object_id) = $2 AND object_id <> $2
-    UNION SELECT object_id FROM stripe_events WHERE payload #>> '{data,previous_attributes,customer}' = $2
-"""
-
-
 async def read_identity(conn: Connection, account_id: int) -> Identity | None:
     """The account's identity as its rows are now (None: no such account)."""
     account = await conn.fetchrow(
@@ -85,11 +71,11 @@ async def read_identity(conn: Connection, account_id: int) -> Identity | None:
     if account is None:
         return None
     customer = account["stripe_customer_id"]
-    objects = {row["id"] for row in await conn.fetch(OWNED_OBJECTS, account_id, customer) if row["id"]}
+    objects = await owned_objects(conn, account_id, customer)
     full_name = " ".join(part for part in (account["first_name"], account["last_name"]) if part)
     # Short names would match unrelated text; what verification looks for must be specific.
     names = [name for name in (full_name, account["business_name"]) if name and len(name) >= 4]
-    return Identity(account["email"], names, customer, sorted(objects), account["created_at"])
+    return Identity(account["email"], names, customer, objects, account["created_at"])
 
 
 async def capture_identity(pool: asyncpg.Pool, request_id: int, account_id: int) -> Identity | None:

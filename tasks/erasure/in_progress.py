@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+
 from workers.db import Connection
 
 
@@ -15,3 +17,13 @@ async def erasure_has_begun(conn: Connection, instance_id: int) -> bool:
         instance_id,
     )
     return begun
+
+
+async def open_erasure(conn: asyncpg.Pool | Connection, account_id: int) -> int | None:
+    """The account's erasure request that is waiting out its grace or running, if any:
+    from then on nothing may copy the account's data elsewhere (an export refuses)."""
+    request_id: int | None = await conn.fetchval(
+        "SELECT id FROM erasure_requests WHERE account_id = $1 AND state IN ('pending', 'running')",
+        account_id,
+    )
+    return request_id

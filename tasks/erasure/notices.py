@@ -3,29 +3,14 @@ it is done. French first, then English; plain text."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from zoneinfo import ZoneInfo
 
+from workers.mail import customer_message
 from workers.settings import Settings
 
 PARIS = ZoneInfo("Europe/Paris")
-
-
-def _message(settings: Settings, to: str, subject: str, body: str, key: str) -> EmailMessage:
-    message = EmailMessage()  # refuses CR/LF in header values
-    message["From"] = settings.mail_from
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = formatdate(localtime=False)
-    message["Auto-Submitted"] = "auto-generated"
-    # Deterministic per purpose: a resent notice is recognisably the same message.
-    domain = settings.mail_from.rsplit("@", 1)[-1].rstrip(">") or "bindery.localhost"
-    message["Message-ID"] = make_msgid(idstring=hashlib.sha256(key.encode()).hexdigest()[:24], domain=domain)
-    message.set_content(body)
-    return message
 
 
 def request_notice(settings: Settings, to: str, request_id: int, run_after: datetime) -> EmailMessage:
@@ -46,7 +31,7 @@ and data will be deleted for good on {when} (Paris time). To cancel before then,
 to {contact} quoting request no. {request_id}.
 """
     subject = "Suppression de votre compte / Deletion of your account"
-    return _message(settings, to, subject, body, f"erasure-notice-{request_id}")
+    return customer_message(settings, to, subject, body, f"erasure-notice-{request_id}")
 
 
 def completion_notice(settings: Settings, to: str, request_id: int) -> EmailMessage:
@@ -63,4 +48,4 @@ Your account and your data have been deleted (request no. {request_id}). Only in
 are kept, unlinked from your account, for as long as the law requires.
 """
     subject = "Votre compte a été supprimé / Your account has been deleted"
-    return _message(settings, to, subject, body, f"erasure-done-{request_id}")
+    return customer_message(settings, to, subject, body, f"erasure-done-{request_id}")

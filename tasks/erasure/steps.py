@@ -12,47 +12,33 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import asyncpg
 import stripe
+from botocore.exceptions import ClientError
 
 from tasks.backups import backups_being_written
+from tasks.billing import owned_objects
 from tasks.erasure.audit import audit
-from tasks.erasure.context import OWNED_OBJECTS, Erasure, s3_session
+from tasks.erasure.context import Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
 from tasks.erasure.notices import completion_notice
 from tasks.erasure.verify import verify_nothing_left
 from tasks.privacy import close_request
-from workers.db import drop_database, rows_affected
+from workers.data_map import Erase, Subject, erase_statements
+from workers.db import Connection, drop_database, rows_affected
+from workers.domains import data_map
 from workers.errors import JobError
+from workers.logs import get_logger
 from workers.mail import MailRefused, NotAMailbox, send_message
-from workers.s3 import delete_prefix
+from workers.s3 import delete_prefix, export_prefix, export_s3_client, is_missing_bucket
 
+log = get_logger(__name__)
 Counts = dict[str, int]
 Step = Callable[[Erasure], Awaitable[Counts]]
 
-# Every table that can hold something of an account, and what erasure does with it.
-# tests/erasure/test_erasure_schema.py fails when a table that references accounts or instances,
-# or has a column that names a customer, is missing here: no table escapes by being new.
-COVERED_TABLES = {
-    "accounts": "deleted last (delete_account)",
-    "instances": "databases dropped, rows deleted (instance_databases, rows)",
-    "backups": "objects deleted, catalog rows deleted (backup_objects)",
-    "subscriptions": "deleted (rows)",
-    "payment_methods": "deleted (rows)",
-    "mandates": "deleted (rows)",
-    "invoices": "kept, unlinked from the account and the customer (rows)",
-    "stripe_events": "payload and object id dropped; the event id stays for deduplication (rows, verify)",
-    "stripe_objects": "ordering marks of the account's objects deleted (rows)",
-    "jobs": "arguments and result emptied (rows)",
-    "erasure_requests": "ids only, kept as the record of the erasure",
-    "erasure_steps": "ids and counts only",
-    "erasure_ledger": "keyed hashes only",
-    "erasure_subjects": "the identity an erasure in flight works with; deleted with the account row",
-    "stripe_tombstones": "sha256 digests of erased Stripe ids: no id, nothing personal",
-    "audit_log": "ids only",
-    "breach_campaigns": "the notice and counts: nothing of any one customer",
-    "breach_recipients": "address deleted; a row not yet sent counted as skipped (rows)",
-    "privacy_requests": "kind, dates and outcome kept as the record of the request; the note emptied (rows)",
-}
+# Every place that can hold something of an account, and what erasure does with it:
+# the data map (workers/data_map.py), the same the access export reads.
+PLACES = data_map()
 
 # Invoices are kept, unlinked, for what French law requires of them.
 RETENTION = {
@@ -122,96 +108,57 @@ async def backup_objects(erasure: Erasure) -> Counts:
     return {**counts, "catalog_rows": rows_affected(result)}
 
 
-async def account_objects(erasure: Erasure) -> list[str]:
-    """Ids of the account's Stripe objects and its customer's: the captured ones, and any
-    that our tables link to the account since (what inbox events name)."""
+async def subject(erasure: Erasure) -> Subject:
+    """Whom the map's statements are about: the account, its customer, and its Stripe
+    objects: the captured ones and any that our tables link to the account since (what
+    inbox events name)."""
     identity = erasure.identity
     customer = identity.customer_id if identity else None
-    rows = await erasure.pool.fetch(OWNED_OBJECTS, erasure.account_id, customer)
-    found = {row["id"] for row in rows if row["id"]}
-    return sorted(found.union(identity.stripe_ids if identity else []))
-
-
-async def scrub_inbox(erasure: Erasure, object_ids: list[str]) -> int:
-    """Drop the payloads of inbox events about the customer or its objects, and what
-    they were about: the event ids stay, to recognise Stripe's retries."""
-    if not object_ids:
-        return 0
-    result = await erasure.pool.execute(
-        """
-        UPDATE stripe_events SET payload = NULL, object_id = NULL
-         WHERE id = ANY(ARRAY(  -- an index each: an OR of the two would read the whole inbox
-            SELECT id FROM stripe_events
-             WHERE coalesce(payload #>> '{data,object,customer}', object_id) = ANY($1::text[])
-            UNION SELECT id FROM stripe_events
-             WHERE payload #>> '{data,previous_attributes,customer}' = ANY($1::text[])))
-        """,
-        object_ids,
-    )
-    return rows_affected(result)
+    found = await owned_objects(erasure.pool, erasure.account_id, customer)
+    stripe_ids = sorted(set(found).union(identity.stripe_ids if identity else []))
+    return Subject(erasure.account_id, customer, stripe_ids, erasure.instance_ids)
 
 
 async def rows(erasure: Erasure) -> Counts:
-    """Delete or scrub every row of the account's data (COVERED_TABLES says how)."""
-    object_ids = await account_objects(erasure)
-    customer = erasure.identity.customer_id if erasure.identity else None
-    instance_ids = [str(instance_id) for instance_id in erasure.instance_ids]
-    counts = {"stripe_event_payloads": await scrub_inbox(erasure, object_ids)}
+    """Delete or scrub every row of the account's data: the data map's statements."""
+    about = await subject(erasure)
+
+    async def run(conn: asyncpg.Pool | Connection, erase: Erase) -> None:
+        counts[erase.counted_as] = rows_affected(
+            await conn.execute(erase.statement.sql, *erase.statement.bind(about))
+        )
+
+    counts: Counts = {}
+    for erase in erase_statements(PLACES, "before"):
+        await run(erasure.pool, erase)
     async with erasure.pool.acquire() as conn, conn.transaction():
-        statements = {
-            "mandates": (
-                """DELETE FROM mandates WHERE payment_method_id IN
-                   (SELECT id FROM payment_methods WHERE account_id = $1 OR customer_id = $2)""",
-                (erasure.account_id, customer),
-            ),
-            "payment_methods": (
-                "DELETE FROM payment_methods WHERE account_id = $1 OR customer_id = $2",
-                (erasure.account_id, customer),
-            ),
-            "subscriptions": (
-                "DELETE FROM subscriptions WHERE account_id = $1 OR customer_id = $2",
-                (erasure.account_id, customer),
-            ),
-            # Retained (see RETENTION): only the invoice's own fields stay, linked to nobody.
-            "invoices_unlinked": (
-                """UPDATE invoices SET account_id = NULL, customer_id = NULL, updated_at = now()
-                    WHERE account_id = $1 OR customer_id = $2""",
-                (erasure.account_id, customer),
-            ),
-            "stripe_objects": ("DELETE FROM stripe_objects WHERE object_id = ANY($1::text[])", (object_ids,)),
-            # Job records keep their name and outcome; what they were about goes.
-            "job_records": (
-                """UPDATE jobs SET arguments = '{}'::jsonb, result = NULL, updated_at = now()
-                    WHERE arguments ->> 'account_id' = $1 OR arguments ->> 'instance_id' = ANY($2::text[])
-                       OR ($3::text IS NOT NULL AND strpos(result::text, $3) > 0)""",
-                (str(erasure.account_id), instance_ids, customer),
-            ),
-            # The row stays (the campaign's counts), without the address; not yet sent: skipped.
-            "breach_recipients": (
-                """UPDATE breach_recipients
-                      SET email = NULL,
-                          error = CASE WHEN state IN ('sent', 'failed') THEN error ELSE 'account erased' END,
-                          state = CASE WHEN state IN ('sent', 'failed') THEN state ELSE 'skipped' END
-                    WHERE account_id = $1""",
-                (erasure.account_id,),
-            ),
-            # The register keeps the request's kind, dates and outcome; the note goes.
-            "privacy_request_notes": (
-                "UPDATE privacy_requests SET note = NULL WHERE account_id = $1 AND note IS NOT NULL",
-                (erasure.account_id,),
-            ),
-            "instances": ("DELETE FROM instances WHERE account_id = $1", (erasure.account_id,)),
-        }
-        for table, (sql, args) in statements.items():
-            result = await conn.execute(sql, *args)
-            counts[table] = rows_affected(result)
+        for erase in [*erase_statements(PLACES, "rows"), *erase_statements(PLACES, "last")]:
+            await run(conn, erase)
     return counts
+
+
+async def export_archives(erasure: Erasure) -> Counts:
+    """The account's access-export archives, in the export bucket."""
+    try:
+        async with export_s3_client(erasure.settings) as client:
+            bucket, prefix = erasure.settings.export_s3_bucket, export_prefix(erasure.account_id)
+            deleted = await delete_prefix(client, bucket, prefix)
+    except ClientError as error:
+        if not is_missing_bucket(error):
+            raise
+        # No bucket holds no archive (none was ever made, or `init-bucket` never ran).
+        log.warning("export bucket missing; no archive to delete", request_id=erasure.request_id)
+        deleted = {"objects": 0, "multipart_uploads": 0}
+    return {"export_" + key: value for key, value in deleted.items()}
 
 
 async def verify(erasure: Erasure) -> Counts:
     # Events stored before the burial and applied while `rows` ran (the inbox ignores
     # those about buried ids from then on) are swept again: `rows` is idempotent.
     late = {f"late_{table}": count for table, count in (await rows(erasure)).items() if count}
+    # An export that was building when the erasure began (it refuses to start after) may
+    # have landed its archive since.
+    late.update({f"late_{kind}": count for kind, count in (await export_archives(erasure)).items() if count})
     found = await verify_nothing_left(erasure)
     return {**late, **found}
 
@@ -263,8 +210,9 @@ async def delete_account(erasure: Erasure) -> Counts:
 
 # Stages run in order; the steps of one stage run at once. The Stripe customer, the
 # instance databases and the backup objects are three systems, and no one of those steps
-# needs another's result (`backup_objects` waits for a backup being written by itself):
-# an erasure waits for the slowest of the three rather than for their sum. `rows` deletes
+# needs another's result (`backup_objects` waits for a backup being written by itself),
+# nor does the deletion of export archives: an erasure waits for the slowest rather
+# than for their sum. `rows` deletes
 # the instance rows that `instance_databases` reads, so it comes after.
 STAGES: list[list[tuple[str, Step]]] = [
     [("disable", disable)],
@@ -272,6 +220,7 @@ STAGES: list[list[tuple[str, Step]]] = [
         ("stripe_customer", stripe_customer),
         ("instance_databases", instance_databases),
         ("backup_objects", backup_objects),
+        ("export_archives", export_archives),
     ],
     [("rows", rows)],
     [("verify", verify)],

@@ -2,7 +2,7 @@
 
 Every text and JSON column of every table is searched for the account's email
 (case-insensitively), names and Stripe customer id, every `account_id` column for its
-id; the S3 prefixes of its instances are listed; Stripe is asked for the customer.
+id; the S3 prefixes of its instances and of its export archives are listed; Stripe is asked for the customer.
 The bookkeeping of erasure itself (requests, steps, ledger) and the audit log hold ids only
 and are not searched for the id. The account row and the captured identity
 (`erasure_subjects`) are the places allowed to hold them still: both are deleted right
@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import asyncpg
 import stripe
+from botocore.exceptions import ClientError
 
 from tasks.erasure.context import Erasure, s3_session
 from workers.batching import Batcher
 from workers.db import quote_identifier
 from workers.errors import JobError
-from workers.s3 import count_prefix
+from workers.s3 import count_prefix, export_prefix, export_s3_client, is_missing_bucket
 
 # Ids only, by design: the audit trail and erasure's own records.
 # Tables whose rows may keep the bare account id: records of what was done, not data.
@@ -239,6 +240,9 @@ async def find_leftovers(erasure: Erasure) -> dict[str, int]:
             left = await count_prefix(client, erasure.settings.s3_bucket, f"instances/{instance_id}/")
             if left:
                 found[f"s3:instances/{instance_id}/"] = left
+    left = await _export_archives_left(erasure)
+    if left:
+        found["s3:" + export_prefix(erasure.account_id)] = left
     if identity is not None and identity.customer_id:
         try:
             customer = await erasure.gate.call(
@@ -250,6 +254,18 @@ async def find_leftovers(erasure: Erasure) -> dict[str, int]:
             if error.http_status != 404:
                 raise
     return found
+
+
+async def _export_archives_left(erasure: Erasure) -> int:
+    try:
+        async with export_s3_client(erasure.settings) as client:
+            return await count_prefix(
+                client, erasure.settings.export_s3_bucket, export_prefix(erasure.account_id)
+            )
+    except ClientError as error:
+        if is_missing_bucket(error):
+            return 0
+        raise
 
 
 async def verify_nothing_left(erasure: Erasure) -> dict[str, int]:

@@ -30,6 +30,9 @@ def register(commands: Commands) -> None:
     close = actions.add_parser("close", help="close a request with its outcome")
     close.add_argument("request_id", type=int)
     close.add_argument("--outcome", required=True)
+    export = actions.add_parser("export", help="email an account's customer a link to all their data")
+    export.add_argument("account_id", type=int)
+    export.add_argument("--with-instances", action="store_true", help="add a pg_dump of each instance")
     listing = actions.add_parser("requests", help="the register, with the days left")
     listing.add_argument("--open", action="store_true", help="only the open requests")
     listing.add_argument("--json", action="store_true")
@@ -37,11 +40,13 @@ def register(commands: Commands) -> None:
 
 
 def cmd_privacy(settings: Settings, args: argparse.Namespace) -> int:
+    from tasks.privacy.archive import ExportFailed
+    from tasks.privacy.export import ExportRefused
     from tasks.privacy.register import RegisterError
 
     try:
         return asyncio.run(_run(settings, args))
-    except RegisterError as error:
+    except (RegisterError, ExportRefused, ExportFailed) as error:
         return fail(str(error))
 
 
@@ -57,6 +62,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         elif args.action == "extend":
             deadline = await requests.extend_request(pool, args.request_id, args.until, args.reason, ACTOR)
             print(json.dumps({"request_id": args.request_id, "deadline": deadline.isoformat()}))
+        elif args.action == "export":
+            print(json.dumps(await _export(settings, pool, args.account_id, args.with_instances), indent=2))
         elif args.action == "close":
             if not await requests.close_request(
                 pool, request_id=args.request_id, outcome=args.outcome, by=ACTOR
@@ -67,6 +74,26 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await pool.close()
     return 0
+
+
+async def _export(settings: Settings, pool: Any, account_id: int, with_instances: bool) -> dict[str, Any]:
+    from tasks.privacy.export import Exporting, ExportRefused, being_erased, export_account
+    from tasks.privacy.register import open_request
+    from workers.stripe_calls import RateLimitedStripe
+    from workers.stripe_client import make_stripe_client
+
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM accounts WHERE id = $1)", account_id):
+            raise ExportRefused(f"unknown account {account_id}")
+        if (why := await being_erased(conn, account_id)) is not None:
+            raise ExportRefused(why)  # refused before it is recorded, as the API does
+        request_id = await open_request(conn, "export", account_id, received_by=ACTOR)
+    client, http = make_stripe_client(settings)
+    try:
+        clients = Exporting(settings, pool, client, RateLimitedStripe(None))
+        return await export_account(clients, account_id, request_id, with_instances=with_instances)
+    finally:
+        await http.close_async()  # type: ignore[no-untyped-call]
 
 
 COLUMNS = ["id", "kind", "account_id", "received_at", "deadline", "days_left", "state", "outcome"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -47,16 +48,18 @@ async def open_request(
     received_at: datetime | None = None,
     note: str | None = None,
     erasure_request_id: int | None = None,
+    export_job_id: UUID | None = None,
 ) -> int:
     """Record a request received now (or at `received_at`); its id. Inside the caller's
-    transaction, so that a request and its register row exist together or not at all."""
+    transaction, so that a request and its register row exist together or not at all.
+    The request an export job answers is recorded once, however often the job runs."""
     if kind not in KINDS:
         raise RegisterError(f"unknown kind {kind!r}; one of {', '.join(KINDS)}")
     received = received_at or await conn.fetchval("SELECT now()")
-    request_id: int = await conn.fetchval(
+    request_id: int | None = await conn.fetchval(
         """INSERT INTO privacy_requests (kind, account_id, received_at, received_by, due_at, note,
-                                         erasure_request_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+                                         erasure_request_id, export_job_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (export_job_id) DO NOTHING RETURNING id""",
         kind,
         account_id,
         received,
@@ -64,7 +67,12 @@ async def open_request(
         due_at(received),
         _text(note, "the note", required=False),
         erasure_request_id,
+        export_job_id,
     )
+    if request_id is None:
+        return int(
+            await conn.fetchval("SELECT id FROM privacy_requests WHERE export_job_id = $1", export_job_id)
+        )
     await _audit(conn, received_by, "privacy.opened", request_id)
     return request_id
 

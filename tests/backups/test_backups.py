@@ -224,13 +224,19 @@ def test_init_bucket_sets_the_lifecycle_backstops_and_can_be_repeated(
     first = run_bindery("backup", "init-bucket")
     assert first.returncode == 0, first.stderr
     again = run_bindery("backup", "init-bucket")
-    assert again.returncode == 0 and json.loads(again.stdout)["created"] is False
-    rules = {rule["ID"]: rule for rule in json.loads(again.stdout)["rules"]}
+    backups, exports = json.loads(again.stdout)
+    assert again.returncode == 0 and backups["created"] is False and exports["created"] is False
+    assert exports["bucket"] == "bindery-exports"
+    rules = {rule["ID"]: rule for rule in backups["rules"]}
     assert rules["bindery-retention-backstop"]["Expiration"] == {"Days": 32}
     assert rules["bindery-retention-backstop"]["Filter"] == {"Prefix": "instances/"}
     assert rules["bindery-abort-incomplete-uploads"]["AbortIncompleteMultipartUpload"] == {
         "DaysAfterInitiation": 1
     }
+    # Export archives carry a customer's whole data: gone a week after they are written.
+    export_rules = {rule["ID"]: rule for rule in exports["rules"]}
+    assert export_rules["bindery-export-expiry"]["Expiration"] == {"Days": 7}
+    assert export_rules["bindery-export-expiry"]["Filter"] == {"Prefix": "exports/"}
 
 
 async def test_list_and_status_show_the_catalog_and_a_nights_run(

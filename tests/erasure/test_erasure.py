@@ -33,10 +33,9 @@ from tests.erasure_scenario import (
     objects_under,
     remove_databases,
 )
-from tests.http import answers, call, finished_job
-from tests.processes import bindery, bindery_env, eventually, run_bindery, wait_until
+from tests.http import call, finished_job, web_and_worker
+from tests.processes import bindery_env, eventually, run_bindery, wait_until
 from workers.db import connect, drop_database, ensure_database
-from workers.devstack.servers import free_port
 from workers.resources import Resources
 from workers.stripe_client import make_stripe_client
 
@@ -269,13 +268,7 @@ def test_the_job_api_asks_for_an_erasure_and_refuses_an_unknown_account(
     ).stdout
     headers = {"Authorization": f"Bearer {token.strip()}"}
     account_id = asyncio.run(_new_account(database_url, "Api.Asked@example.fr"))
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with (
-        bindery("web", "--port", str(port), log=tmp_path / "web.log", env=env),
-        bindery("worker", "--processes", "1", "--threads", "2", log=tmp_path / "worker.log", env=env),
-    ):
-        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web")
+    with web_and_worker(tmp_path, env) as base:
         status, _, body = call(
             "POST", f"{base}/jobs/erasure.request", body={"account_id": 987654321}, headers=headers
         )

@@ -11,7 +11,7 @@ import redis
 import stripe
 
 from tests.conftest import RABBITMQ_URL, REDIS_URL
-from tests.http import answers, call, finished_job
+from tests.http import answers, call, finished_job, web_and_worker
 from tests.processes import bindery, bindery_env, run_bindery, wait_until
 from workers.db import connect
 from workers.devstack.servers import free_port
@@ -27,13 +27,7 @@ def test_ping_runs_end_to_end(
     )
     token = created.stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
-    base = f"http://127.0.0.1:{free_port()}"
-    port = base.rsplit(":", 1)[1]
-    with (
-        bindery("web", "--port", port, log=tmp_path / "web.log", env=env),
-        bindery("worker", "--processes", "1", "--threads", "2", log=tmp_path / "worker.log", env=env),
-    ):
-        wait_until(lambda: answers(f"{base}/healthz"), 20, "bindery web to answer")
+    with web_and_worker(tmp_path, env) as base:
         assert call("GET", f"{base}/readyz")[0] == 200
         status, _, body = call("POST", f"{base}/jobs/system.ping", body={}, headers=headers)
         assert status == 202, body

@@ -15,10 +15,10 @@ import redis
 from tasks.system import PingArguments, record_ping
 from workers.audit_log import AuditRecord
 from workers.db import create_pool
-from workers.errors import JobError
+from workers.errors import JobError, Refused
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
 from workers.job_rows import CLAIM, JobRows
-from workers.jobs import Done, run_job
+from workers.jobs import Done, current_job_id, run_job
 from workers.resources import Resources
 from workers.settings import load_settings
 
@@ -49,6 +49,21 @@ async def test_a_failing_job_is_requeued_then_failed_after_its_retries(pool: asy
     await run_job(resources, job_id, broken, PingArguments, max_retries=1)  # last attempt: no raise
     row = await pool.fetchrow("SELECT status, attempts FROM jobs WHERE id = $1", job_id)
     assert (row["status"], row["attempts"]) == ("failed", 2)
+
+
+async def test_a_refused_job_fails_at_once_and_its_handler_knows_its_id(pool: asyncpg.Pool) -> None:
+    resources = Resources(settings=load_settings(), pool=pool)
+    job_id = await _queued_job(pool)
+    seen: list[uuid.UUID | None] = []
+
+    async def refusing(resources: Resources, arguments: Any) -> None:
+        seen.append(current_job_id())
+        raise Refused("account 12 is being erased")
+
+    await run_job(resources, job_id, refusing, PingArguments, max_retries=5)  # no raise: no retry
+    row = await pool.fetchrow("SELECT status, attempts, error FROM jobs WHERE id = $1", job_id)
+    assert (row["status"], row["attempts"], row["error"]) == ("failed", 1, "account 12 is being erased")
+    assert seen == [job_id] and current_job_id() is None
 
 
 async def test_driver_errors_are_stored_without_their_message(pool: asyncpg.Pool) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from workers.devstack.servers import VENV_BIN
-from workers.s3 import s3_client
+from workers.s3 import export_s3_client, s3_client
 from workers.settings import Settings
 
 
@@ -41,6 +43,16 @@ async def bucket_accepts_writes(settings: Settings) -> bool:
         return True
     except Exception:
         return False
+
+
+async def create_export_bucket(settings: Settings) -> None:
+    """`weed mini` creates one bucket; the export archives' is created here, without the
+    lifecycle rules `bindery backup init-bucket` sets (development archives need none)."""
+    async with export_s3_client(settings) as client:
+        try:
+            await client.head_bucket(Bucket=settings.export_s3_bucket)
+        except ClientError:
+            await client.create_bucket(Bucket=settings.export_s3_bucket)
 
 
 def command(data_dir: Path, s3_port: int, config_file: Path, bucket: str) -> list[str]:

@@ -109,10 +109,20 @@ def run_dev_stack(settings: Settings) -> int:
     for role in ROLES:
         manager.add_process(role, roles[role], env=env, cwd=str(PROJECT_ROOT))
 
-    threading.Thread(target=_announce, args=(ports, token), daemon=True).start()
+    threading.Thread(target=_announce, args=(settings, ports, token), daemon=True).start()
     manager.loop()
     lock.close()
     return manager.returncode or 0
+
+
+def _export_bucket_ready(settings: Settings) -> bool:
+    deadline = time.monotonic() + 60
+    while not asyncio.run(seaweedfs.bucket_accepts_writes(settings)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    asyncio.run(seaweedfs.create_export_bucket(settings))
+    return True
 
 
 def _ports(settings: Settings) -> dict[str, int]:
@@ -149,11 +159,14 @@ def _stand_ins(settings: Settings, dev_dir: Path, ports: dict[str, int]) -> dict
     }
 
 
-def _announce(ports: dict[str, int], token: str) -> None:
+def _announce(settings: Settings, ports: dict[str, int], token: str) -> None:
     if not all(wait_for_port("127.0.0.1", port, 60) for port in ports.values()):
         print(
             "bindery dev: some services did not open their port within 60 s; see the logs above", flush=True
         )
+        return
+    if not _export_bucket_ready(settings):
+        print("bindery dev: the S3 server did not accept writes within 60 s; see its log above", flush=True)
         return
     base = f"http://127.0.0.1:{ports['web']}"
     worker_metrics = ports.get("worker metrics", "off")

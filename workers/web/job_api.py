@@ -22,7 +22,7 @@ from workers.job_requests import (
     insert_submissions,
     job_messages,
 )
-from workers.jobs import JOBS
+from workers.jobs import JOBS, Conflict
 from workers.logs import get_logger
 from workers.tokens import TokenIdentity, TokenVerifier
 from workers.web.after_commit import send_after_commit
@@ -123,8 +123,10 @@ async def submit_job(request: web.Request) -> web.Response:
             for e in error.errors(include_input=False, include_url=False)
         ]
         return json_error(422, "invalid_arguments", fields)
-    if spec.precheck is not None and (missing := await spec.precheck(state.pool, arguments)):
-        return json_error(404, "not_found", missing)
+    if spec.precheck is not None and (refusal := await spec.precheck(state.pool, arguments)):
+        if isinstance(refusal, Conflict):
+            return json_error(409, "conflict", refusal.message)
+        return json_error(404, "not_found", refusal)
     stored = arguments.model_dump(mode="json")
     # What the arguments hold is stored in the job's row: never a card number, even as an id.
     if may_hold_card_number(await request.read()) and holds_card_number(stored):

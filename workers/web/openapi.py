@@ -114,7 +114,9 @@ def _job_path(name: str, spec: JobSpec) -> dict[str, Any]:
             },
             "responses": {
                 "202": json_response({"$ref": "#/components/schemas/Accepted"}, "queued"),
-                # 404: what the arguments name does not exist (an unknown account…).
+                # 404: what the arguments name does not exist (an unknown account…); 409: an
+                # idempotency key reused with other arguments, or a job that cannot be done now
+                # (an export of an account being erased).
                 **error_responses(400, 401, 403, 404, 409, 413, 415, 422, 503),
             },
         }

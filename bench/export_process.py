@@ -1,0 +1,45 @@
+"""One account's access export in a process of its own, as a worker runs it: timed, with
+the process's peak RSS (VmHWM). JSON on stdout.
+
+Usage: python -m bench.export_process ACCOUNT_ID
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from bench.backup_process import peak_rss_bytes
+from tasks.privacy.export import Exporting, export_account
+from tasks.privacy.register import open_request
+from workers.db import create_pool
+from workers.settings import load_settings
+from workers.stripe_calls import RateLimitedStripe
+from workers.stripe_client import make_stripe_client
+
+
+async def main(account_id: int) -> dict[str, float]:
+    settings = load_settings()
+    pool = await create_pool(settings.database_url, max_size=2)
+    client, http = make_stripe_client(settings)
+    try:
+        async with pool.acquire() as conn:
+            request_id = await open_request(conn, "export", account_id, received_by="bench")
+        started = time.perf_counter()
+        outcome = await export_account(
+            Exporting(settings, pool, client, RateLimitedStripe(None)),
+            account_id,
+            request_id,
+            with_instances=True,
+        )
+        seconds = time.perf_counter() - started
+    finally:
+        await http.close_async()
+        await pool.close()
+    return {"seconds": seconds, "archive_bytes": outcome["archive_bytes"], "peak_rss": peak_rss_bytes()}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(int(sys.argv[1])))))

@@ -1,0 +1,233 @@
+"""The access and portability export (GDPR Art. 15 and 20): everything the data map
+(workers/data_map.py) says bindery holds about an account, in one ZIP archive, uploaded
+to the export bucket; the customer is emailed a link to it that works 7 days at most.
+
+The archive is read from one repeatable-read snapshot, so its files agree with each
+other. It is refused for an account whose erasure is in grace or running; an erasure
+that begins while the archive is being built deletes it (`export_archives`, and again
+in its verification), and the export deletes its own archive when it sees one began.
+The bucket's lifecycle rule deletes every archive after a week.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from typing import IO, Any
+
+import asyncpg
+import stripe
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+
+from tasks.billing import owned_objects
+from tasks.erasure import open_erasure
+from tasks.privacy.archive import Archive
+from tasks.privacy.legal_clock import PARIS
+from tasks.privacy.register import close_request
+from workers.data_map import Export, Subject
+from workers.db import Connection
+from workers.domains import data_map
+from workers.errors import Refused
+from workers.logs import get_logger
+from workers.mail import MailRefused, NotAMailbox, customer_message, send_message
+from workers.s3 import export_prefix, export_s3_client
+from workers.settings import Settings
+from workers.stripe_calls import RateLimitedStripe
+
+log = get_logger(__name__)
+# Parts of 16 MB, 4 in flight: the upload holds 64 MB at most, whatever the archive's size.
+UPLOAD = TransferConfig(multipart_chunksize=16 << 20, max_concurrency=4)
+# What the export writes itself rather than with a query of the map (`exported_by`).
+EXPORTED_HERE = ("stripe_customer", "instance_databases")
+
+
+class ExportRefused(Refused):
+    """The account cannot be exported now; the message says why."""
+
+
+@dataclass(frozen=True)
+class Exporting:
+    """What an export needs: the settings, the database, and Stripe behind the rate limit."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    stripe: stripe.StripeClient
+    gate: RateLimitedStripe
+
+
+async def being_erased(conn: asyncpg.Pool | Connection, account_id: int) -> str | None:
+    """Why the account cannot be exported now, if its erasure is under way."""
+    erasure = await open_erasure(conn, account_id)
+    if erasure is not None:
+        return (
+            f"account {account_id} is being erased (erasure request {erasure}): its data is not"
+            " copied anywhere now; cancel the erasure within its grace period to export it"
+        )
+    return None
+
+
+async def export_account(
+    clients: Exporting, account_id: int, request_id: int, *, with_instances: bool
+) -> dict[str, Any]:
+    """Build the account's archive, upload it, email the customer its link, and close the
+    register entry `request_id`. What was done: files, sizes, the link's expiry. A refusal
+    closes the entry with its reason."""
+    try:
+        return await _export(clients, account_id, request_id, with_instances=with_instances)
+    except ExportRefused as refused:
+        async with clients.pool.acquire() as conn:
+            await close_request(conn, request_id=request_id, outcome=f"refused: {refused}", by="system")
+        raise
+
+
+async def _export(
+    clients: Exporting, account_id: int, request_id: int, *, with_instances: bool
+) -> dict[str, Any]:
+    if (why := await being_erased(clients.pool, account_id)) is not None:
+        raise ExportRefused(why)
+    settings = clients.settings
+    key = f"{export_prefix(account_id)}{request_id}.zip"
+    with tempfile.TemporaryFile(prefix="bindery-export-") as file:
+        email, written = await write_archive(clients, file, account_id, with_instances=with_instances)
+        size = file.tell()
+        file.seek(0)
+        async with export_s3_client(settings) as client:
+            await client.upload_fileobj(file, settings.export_s3_bucket, key, Config=UPLOAD)
+            if (why := await being_erased(clients.pool, account_id)) is not None:
+                # An erasure began while the archive was built: it must not outlive it.
+                await client.delete_object(Bucket=settings.export_s3_bucket, Key=key)
+                raise ExportRefused(why)
+            lifetime = settings.export_link_lifetime
+            expires_at = datetime.now(PARIS) + lifetime
+            link = await client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": settings.export_s3_bucket, "Key": key},
+                ExpiresIn=int(lifetime.total_seconds()),
+            )
+    done = {
+        "request_id": request_id,
+        "archive_bytes": size,
+        "files": written,
+        "link_expires_at": expires_at.isoformat(),
+    }
+    try:
+        await send_message(settings, export_notice(settings, email, request_id, link, expires_at))
+    except (MailRefused, NotAMailbox) as undeliverable:
+        # The request stays open in the register, its clock running: the privacy contact
+        # must reach the customer another way.
+        mail = f"refused {undeliverable.code}" if isinstance(undeliverable, MailRefused) else "not a mailbox"
+        log.warning("export link not delivered", request_id=request_id, mail=mail)
+        return {**done, "mail": mail}
+    outcome = f"archive sent by email, link valid until {expires_at:%Y-%m-%d %H:%M} Paris time"
+    async with clients.pool.acquire() as conn:
+        await close_request(conn, request_id=request_id, outcome=outcome, by="system")
+    log.info("account exported", request_id=request_id, archive_bytes=size, files=len(written))
+    return {**done, "mail": "sent"}
+
+
+async def write_archive(
+    clients: Exporting, file: IO[bytes], account_id: int, *, with_instances: bool
+) -> tuple[str, dict[str, int]]:
+    """The archive, into `file`: (the account's email, rows or bytes per file written)."""
+    archive = Archive.into(file)
+    written: dict[str, int] = {}
+    places = data_map()
+    async with clients.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        account = await conn.fetchrow(
+            "SELECT email, stripe_customer_id FROM accounts WHERE id = $1", account_id
+        )
+        if account is None:
+            raise ExportRefused(f"unknown account {account_id}")
+        customer = account["stripe_customer_id"]
+        instances = await conn.fetch(
+            "SELECT id, database_url FROM instances WHERE account_id = $1", account_id
+        )
+        subject = Subject(
+            account_id,
+            customer,
+            sorted({*await owned_objects(conn, account_id, customer), *([customer] if customer else [])}),
+            [row["id"] for row in instances],
+        )
+        for place in places:
+            if place.export is not None:
+                written.update(await _category(archive, conn, place.export, subject))
+    if customer is not None and (found := await _stripe_customer(clients, customer)) is not None:
+        archive.json_document("stripe_customer.json", found)
+        archive.describe(
+            "stripe_customer.json",
+            "votre compte client chez Stripe, notre prestataire de paiement, tel que Stripe le renvoie.",
+            "your customer account at Stripe, our payment provider, as Stripe returns it.",
+        )
+        written["stripe_customer.json"] = 1
+    if with_instances:
+        for row in instances:
+            name = f"instances/instance-{row['id']}.sql"
+            written[name] = await asyncio.to_thread(archive.dump_database, name, row["database_url"])
+            archive.describe(
+                name,
+                f"la base de données de votre instance {row['id']}, copiée avec pg_dump (SQL).",
+                f"your instance {row['id']}'s database, copied with pg_dump (SQL).",
+            )
+    archive.close()
+    return account["email"], written
+
+
+async def _category(archive: Archive, conn: Connection, export: Export, subject: Subject) -> dict[str, int]:
+    """One category: its JSON file and its CSV copy, read twice in the same snapshot."""
+    statement = await conn.prepare(export.query.sql)
+    columns = [attribute.name for attribute in statement.get_attributes()]
+    args = export.query.bind(subject)
+
+    async def rows() -> Any:
+        async for record in statement.cursor(*args, prefetch=1000):
+            yield dict(record)
+
+    count = await archive.json_rows(f"{export.category}.json", rows())
+    await archive.csv_rows(f"{export.category}.csv", columns, rows())
+    for extension in ("json", "csv"):
+        archive.describe(f"{export.category}.{extension}", export.about_fr, export.about_en)
+    return {f"{export.category}.json": count}
+
+
+async def _stripe_customer(clients: Exporting, customer_id: str) -> dict[str, Any] | None:
+    try:
+        customer = await clients.gate.call(clients.stripe.v1.customers.retrieve_async, customer_id)
+    except stripe.InvalidRequestError as error:
+        if error.http_status != 404:
+            raise
+        return None
+    found: dict[str, Any] = customer.to_dict()
+    return found
+
+
+def export_notice(
+    settings: Settings, to: str, request_id: int, link: str, expires_at: datetime
+) -> EmailMessage:
+    when = expires_at.strftime("%d/%m/%Y %H:%M")
+    body = f"""Bonjour,
+
+Vous avez demandé une copie de vos données (demande n° {request_id}). Elle est prête :
+téléchargez-la avec ce lien, valable jusqu'au {when} (heure de Paris) :
+
+{link}
+
+L'archive (ZIP) contient un fichier par catégorie de données, en JSON et en CSV, et un
+fichier README.txt qui dit ce qu'est chacun. Pour toute question : {settings.privacy_contact}.
+
+---
+
+Hello,
+
+You asked for a copy of your data (request no. {request_id}). It is ready: download it
+with this link, valid until {when} (Paris time):
+
+{link}
+
+The archive (ZIP) holds one file per category of data, in JSON and CSV, and a README.txt
+that says what each one is. Any question: {settings.privacy_contact}.
+"""
+    subject = "Vos données / Your data"
+    return customer_message(settings, to, subject, body, f"privacy-export-{request_id}")
