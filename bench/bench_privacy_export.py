@@ -5,7 +5,8 @@ events naming its customer, invoices, audit records) and an instance database of
 `BENCH_EXPORT_MB` (200 MB as PostgreSQL counts it), exported in a process of its own to
 a local SeaweedFS (archive built, uploaded, link emailed to an SMTP sink), against the
 least the same reading costs: a plain `pg_dump` of the instance to /dev/null plus a
-`COPY` of the same rows (the data map's export queries) to nowhere. `BENCH_EXPORT_ROUNDS`
+`COPY` of the same rows (the data map's export queries) to nowhere. The account's
+customer is in a Stripe fake (localstripe), which the export asks for it. `BENCH_EXPORT_ROUNDS`
 (3) alternating rounds; medians. Speeds in MB/s of instance size; the export process's
 peak RSS against the 150 MB bound.
 """
@@ -33,6 +34,7 @@ from workers.devstack.servers import free_port, running
 from workers.domains import data_map
 from workers.libpq import tool_connection
 from workers.settings import load_settings
+from workers.stripe_client import make_stripe_client
 
 ROWS = int(os.environ.get("BENCH_EXPORT_ROWS", "50000"))
 INSTANCE_MB = int(os.environ.get("BENCH_EXPORT_MB", "200"))
@@ -54,7 +56,7 @@ async def _account(catalog_url: str, instance_url: str) -> int:
             account_id,
             instance_url,
         )
-        customer = f"cus_bench{account_id}"
+        customer = await _stripe_customer(account_id)
         await conn.execute("UPDATE accounts SET stripe_customer_id = $1 WHERE id = $2", customer, account_id)
         jobs, events, audit = ROWS * 4 // 10, ROWS * 3 // 10, ROWS * 2 // 10
         invoices = ROWS - jobs - events - audit
@@ -99,6 +101,18 @@ async def _account(catalog_url: str, instance_url: str) -> int:
         await conn.close()
 
 
+async def _stripe_customer(account_id: int) -> str:
+    """A customer in the Stripe fake: the export asks Stripe for it."""
+    client, http = make_stripe_client(load_settings())
+    try:
+        customer = await client.v1.customers.create_async(
+            params={"email": "export.bench@example.fr", "metadata": {"account_id": str(account_id)}}
+        )
+    finally:
+        await http.close_async()
+    return str(customer.id)
+
+
 def _export(env: dict[str, str], account_id: int) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-m", "bench.export_process", str(account_id)],
@@ -110,7 +124,7 @@ def _export(env: dict[str, str], account_id: int) -> dict[str, float]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"the export failed: {done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout)
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])  # after its log lines
     return result
 
 
@@ -172,16 +186,15 @@ def run() -> list[Result]:
         instance_url = stack.enter_context(source_database(INSTANCE_MB * ROWS_PER_MB))
         stack.enter_context(s3_server("export"))
         asyncio.run(seaweedfs.create_export_bucket(load_settings()))
-        smtp_port = free_port()
+        smtp_port, stripe_port, extras_port = free_port(), free_port(), free_port()
         OUT.mkdir(exist_ok=True)
-        stack.enter_context(
-            running(
-                "smtp sink",
-                commands.smtp_sink(smtp_port, OUT / "export-mail"),
-                smtp_port,
-                OUT / "export-smtp.log",
-            )
-        )
+        for name, command, port in (
+            ("smtp", commands.smtp_sink(smtp_port, OUT / "export-mail"), smtp_port),
+            ("localstripe", commands.localstripe(stripe_port), stripe_port),
+            ("stripe_extras", commands.stripe_extras(extras_port, stripe_port), extras_port),
+        ):
+            stack.enter_context(running(name, command, port, OUT / f"export-{name}.log"))
+        os.environ["STRIPE_API_BASE"] = f"http://127.0.0.1:{extras_port}"
         env = bench_env(catalog_url, SMTP_URL=f"smtp://127.0.0.1:{smtp_port}")
         account_id = asyncio.run(_account(catalog_url, instance_url))
         size_mb = asyncio.run(_database_mb(instance_url))

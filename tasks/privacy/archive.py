@@ -2,23 +2,22 @@
 tabular ones, the instance databases as plain SQL, and a README in French and English.
 
 Written entry by entry into a file (a temporary one, on disk), never held in memory:
-rows arrive from a cursor, a dump from pg_dump's pipe.
+rows arrive from Postgres's COPY, already written as JSON or CSV, a dump from pg_dump's
+pipe.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import codecs
 import json
 import subprocess  # nosec B404: pg_dump, fixed argv
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
-from typing import IO, Any
-from uuid import UUID
+from typing import IO, Any, Protocol
 
+from workers.data_map import Statement, Subject
+from workers.db import Connection
 from workers.errors import JobError
 from workers.libpq import tool_connection
 
@@ -29,23 +28,34 @@ class ExportFailed(JobError):
     """The archive could not be built; the message says which part, never what it held."""
 
 
-def plain(value: Any) -> Any:
-    """A value as JSON can hold it: dates in ISO 8601, ids and amounts as text."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, UUID | Decimal):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not exportable")
+class _JsonArray:
+    """COPY's lines (one JSON object each) into a JSON array: the newline that ends a row
+    becomes a comma and a newline once another row follows."""
+
+    def __init__(self, entry: IO[bytes]) -> None:
+        self.entry, self.rows, self.owed = entry, 0, False
+        entry.write(b"[\n")
+
+    async def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self.rows += data.count(b"\n")
+        if self.owed:
+            self.entry.write(b",\n")
+        self.owed = data.endswith(b"\n")
+        self.entry.write((data[:-1] if self.owed else data).replace(b"\n", b",\n"))
+
+    def close(self) -> int:
+        self.entry.write(b"\n]\n" if self.owed else b"]\n")
+        return self.rows
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, default=plain)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
+class Writable(Protocol):
+    """Where an archive is written: a file, or an upload (tasks/privacy/spooled_upload.py)."""
+
+    def write(self, data: bytes, /) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -55,37 +65,43 @@ class Archive:
     contents: list[tuple[str, str, str]] = field(default_factory=list)
 
     @classmethod
-    def into(cls, file: IO[bytes]) -> Archive:
-        return cls(zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6))
+    def into(cls, file: Writable) -> Archive:
+        # Level 1, the cheapest deflate: compressing a dump costs more CPU than pg_dump
+        # itself, and storing it uncompressed costs more still in the upload.
+        return cls(zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1))
 
     def _entry(self, name: str) -> IO[bytes]:
         return self.zip.open(name, "w", force_zip64=True)
 
-    async def json_rows(self, name: str, rows: AsyncIterator[dict[str, Any]]) -> int:
-        """A JSON array of the rows, one per line; how many."""
-        count = 0
+    async def json_rows(self, name: str, conn: Connection, query: Statement, subject: Subject) -> int:
+        """The query's rows as a JSON array, one object a line, written by Postgres
+        (`row_to_json`, streamed by COPY); how many rows."""
+        # CSV mode with a quote and a delimiter JSON text never holds raw (it escapes every
+        # control character): each row's JSON comes out as it is, one a line.
+        sql = "SELECT row_to_json(r) FROM (" + query.sql + ") r"  # nosec B608: the data map's own query
         with self._entry(name) as entry:
-            entry.write(b"[")
-            async for row in rows:
-                entry.write(
-                    (b",\n" if count else b"\n") + json.dumps(row, ensure_ascii=False, default=plain).encode()
-                )
-                count += 1
-            entry.write(b"\n]\n")
-        return count
+            rows = _JsonArray(entry)
+            await conn.copy_from_query(
+                sql, *query.bind(subject), output=rows.feed, format="csv", quote="\x01", delimiter="\x02"
+            )
+            return rows.close()
 
-    async def csv_rows(self, name: str, columns: list[str], rows: AsyncIterator[dict[str, Any]]) -> None:
-        """The rows as CSV with a header line, in UTF-8 with a byte-order mark (what
-        spreadsheets need to read accents right); JSON values as JSON text."""
-        with self._entry(name) as entry, io.TextIOWrapper(entry, encoding="utf-8-sig", newline="") as text:
-            writer = csv.writer(text)
-            writer.writerow(columns)
-            async for row in rows:
-                writer.writerow([_cell(row[column]) for column in columns])
+    async def csv_rows(self, name: str, conn: Connection, query: Statement, subject: Subject) -> None:
+        """The query's rows as CSV with a header line, written by Postgres, in UTF-8 with a
+        byte-order mark (what spreadsheets need to read accents right)."""
+        with self._entry(name) as entry:
+            entry.write(codecs.BOM_UTF8)
+
+            async def write(data: bytes) -> None:
+                entry.write(data)
+
+            await conn.copy_from_query(
+                query.sql, *query.bind(subject), output=write, format="csv", header=True
+            )
 
     def json_document(self, name: str, document: Any) -> None:
         with self._entry(name) as entry:
-            entry.write(json.dumps(document, ensure_ascii=False, indent=2, default=plain).encode() + b"\n")
+            entry.write(json.dumps(document, ensure_ascii=False, indent=2).encode() + b"\n")
 
     def describe(self, name: str, about_fr: str, about_en: str) -> None:
         self.contents.append((name, about_fr, about_en))

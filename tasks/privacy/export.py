@@ -12,34 +12,32 @@ The bucket's lifecycle rule deletes every archive after a week.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import stripe
-from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.billing import owned_objects
 from tasks.erasure import open_erasure
-from tasks.privacy.archive import Archive
+from tasks.privacy.archive import Archive, ExportFailed, Writable
 from tasks.privacy.legal_clock import PARIS
 from tasks.privacy.register import close_request
+from tasks.privacy.spooled_upload import SpooledUpload
 from workers.data_map import Export, Subject
 from workers.db import Connection
 from workers.domains import data_map
 from workers.errors import Refused
 from workers.logs import get_logger
 from workers.mail import MailRefused, NotAMailbox, customer_message, send_message
-from workers.s3 import export_prefix, export_s3_client
+from workers.s3 import describe_s3_error, export_prefix, export_s3_client
 from workers.settings import Settings
 from workers.stripe_calls import RateLimitedStripe
 
 log = get_logger(__name__)
-# Parts of 16 MB, 4 in flight: the upload holds 64 MB at most, whatever the archive's size.
-UPLOAD = TransferConfig(multipart_chunksize=16 << 20, max_concurrency=4)
 # What the export writes itself rather than with a query of the map (`exported_by`).
 EXPORTED_HERE = ("stripe_customer", "instance_databases")
 
@@ -90,31 +88,20 @@ async def _export(
         raise ExportRefused(why)
     settings = clients.settings
     key = f"{export_prefix(account_id)}{request_id}.zip"
-    with tempfile.TemporaryFile(prefix="bindery-export-") as file:
-        email, written = await write_archive(clients, file, account_id, with_instances=with_instances)
-        size = file.tell()
-        file.seek(0)
-        async with export_s3_client(settings) as client:
-            await client.upload_fileobj(file, settings.export_s3_bucket, key, Config=UPLOAD)
-            if (why := await being_erased(clients.pool, account_id)) is not None:
-                # An erasure began while the archive was built: it must not outlive it.
-                await client.delete_object(Bucket=settings.export_s3_bucket, Key=key)
-                raise ExportRefused(why)
-            lifetime = settings.export_link_lifetime
-            expires_at = datetime.now(PARIS) + lifetime
-            link = await client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": settings.export_s3_bucket, "Key": key},
-                ExpiresIn=int(lifetime.total_seconds()),
-            )
+    try:
+        archived = await _archive_and_link(clients, key, account_id, with_instances)
+    except (ClientError, BotoCoreError) as error:
+        raise ExportFailed(f"the archive could not be stored: {describe_s3_error(error)}") from None
+    expires_at = archived.expires_at
     done = {
         "request_id": request_id,
-        "archive_bytes": size,
-        "files": written,
+        "archive_bytes": archived.size,
+        "files": archived.files,
         "link_expires_at": expires_at.isoformat(),
     }
     try:
-        await send_message(settings, export_notice(settings, email, request_id, link, expires_at))
+        notice = export_notice(settings, archived.email, request_id, archived.link, expires_at)
+        await send_message(settings, notice)
     except (MailRefused, NotAMailbox) as undeliverable:
         # The request stays open in the register, its clock running: the privacy contact
         # must reach the customer another way.
@@ -124,15 +111,63 @@ async def _export(
     outcome = f"archive sent by email, link valid until {expires_at:%Y-%m-%d %H:%M} Paris time"
     async with clients.pool.acquire() as conn:
         await close_request(conn, request_id=request_id, outcome=outcome, by="system")
-    log.info("account exported", request_id=request_id, archive_bytes=size, files=len(written))
+    log.info(
+        "account exported", request_id=request_id, archive_bytes=archived.size, files=len(archived.files)
+    )
     return {**done, "mail": "sent"}
 
 
+@dataclass(frozen=True)
+class Archived:
+    link: str
+    expires_at: datetime
+    size: int
+    email: str  # the account's, read in the archive's snapshot
+    files: dict[str, int]  # rows or bytes of each file
+
+
+async def _archive_and_link(clients: Exporting, key: str, account_id: int, with_instances: bool) -> Archived:
+    """Write the archive into the bucket under `key`, and sign a link to it."""
+    settings = clients.settings
+    async with export_s3_client(settings) as client:
+        upload = SpooledUpload(client, settings.export_s3_bucket, key)
+        await upload.start()
+        try:
+            email, written = await write_archive(clients, upload, account_id, with_instances=with_instances)
+            await upload.finish()
+        except BaseException:
+            await upload.abandon()
+            raise
+        size = upload.size
+        if (why := await being_erased(clients.pool, account_id)) is not None:
+            # An erasure began while the archive was built: it must not outlive it.
+            await client.delete_object(Bucket=settings.export_s3_bucket, Key=key)
+            raise ExportRefused(why)
+        lifetime = settings.export_link_lifetime
+        expires_at = datetime.now(PARIS) + lifetime
+        link = await client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": settings.export_s3_bucket, "Key": key},
+            ExpiresIn=int(lifetime.total_seconds()),
+        )
+    return Archived(link, expires_at, size, email, written)
+
+
 async def write_archive(
-    clients: Exporting, file: IO[bytes], account_id: int, *, with_instances: bool
+    clients: Exporting, file: Writable, account_id: int, *, with_instances: bool
 ) -> tuple[str, dict[str, int]]:
     """The archive, into `file`: (the account's email, rows or bytes per file written)."""
     archive = Archive.into(file)
+    try:
+        return await _write(clients, archive, account_id, with_instances=with_instances)
+    except BaseException:
+        archive.zip.close()  # what was written is thrown away with the file
+        raise
+
+
+async def _write(
+    clients: Exporting, archive: Archive, account_id: int, *, with_instances: bool
+) -> tuple[str, dict[str, int]]:
     written: dict[str, int] = {}
     places = data_map()
     async with clients.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
@@ -177,16 +212,8 @@ async def write_archive(
 
 async def _category(archive: Archive, conn: Connection, export: Export, subject: Subject) -> dict[str, int]:
     """One category: its JSON file and its CSV copy, read twice in the same snapshot."""
-    statement = await conn.prepare(export.query.sql)
-    columns = [attribute.name for attribute in statement.get_attributes()]
-    args = export.query.bind(subject)
-
-    async def rows() -> Any:
-        async for record in statement.cursor(*args, prefetch=1000):
-            yield dict(record)
-
-    count = await archive.json_rows(f"{export.category}.json", rows())
-    await archive.csv_rows(f"{export.category}.csv", columns, rows())
+    count = await archive.json_rows(f"{export.category}.json", conn, export.query, subject)
+    await archive.csv_rows(f"{export.category}.csv", conn, export.query, subject)
     for extension in ("json", "csv"):
         archive.describe(f"{export.category}.{extension}", export.about_fr, export.about_en)
     return {f"{export.category}.json": count}

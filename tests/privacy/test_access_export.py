@@ -25,9 +25,11 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from tasks.erasure.requests import cancel_erasure, request_erasure
 from tasks.erasure.saga import run_request
+from tasks.privacy.archive import ExportFailed
 from tasks.privacy.export import Exporting, ExportRefused, export_account, write_archive
 from tasks.privacy.register import log_request, open_request
 from tests.erasure_scenario import Customer, erase_now, mails_to, make_customer, remove_databases
@@ -452,3 +454,69 @@ async def test_an_export_job_that_dies_before_its_email_is_answered_once_by_its_
     assert [entry["state"] for entry in entries] == ["closed"]  # one request, answered
     assert len(mails_to(smtp_sink, email)) == 1 and dropped == [email]
     assert await _archives(worker_resources, account_id) == 1  # the retry's archive replaced the first
+
+
+async def test_values_with_newlines_quotes_backslashes_and_control_characters_come_back_exactly(
+    clients: Exporting,
+) -> None:
+    awkward = 'a\nb\r\nc\\d"e\x01f\x02g\th\u2028i,j;k é ✓'
+    account_id = await clients.pool.fetchval(
+        """INSERT INTO accounts (email, password_hash, business_name, address)
+           VALUES ($1, 'x', $2, $3) RETURNING id""",
+        f"awkward.{secrets.token_hex(4)}@example.fr",
+        awkward,
+        "\\.",  # what ends a COPY text stream on a line of its own
+    )
+    for n in range(3):  # several rows: the separators between them
+        await clients.pool.execute(
+            "INSERT INTO instances (account_id, name, database_url) VALUES ($1, $2, 'postgresql://absent/x')",
+            account_id,
+            f"{awkward}{n}",
+        )
+    file = io.BytesIO()
+    await write_archive(clients, file, account_id, with_instances=False)
+    files = archive_of(file.getvalue())
+    [account] = files["account.json"]
+    assert (account["business_name"], account["address"]) == (awkward, "\\.")
+    assert files["account.csv"][0]["business_name"] == awkward
+    assert [i["name"] for i in files["instances.json"]] == [f"{awkward}{n}" for n in range(3)]
+    assert [i["name"] for i in files["instances.csv"]] == [f"{awkward}{n}" for n in range(3)]
+    assert files["subscriptions.json"] == [] and files["subscriptions.csv"] == []
+
+
+async def test_a_failed_export_says_why_leaves_no_archive_and_keeps_its_request_open(
+    clients: Exporting, worker_resources: Resources
+) -> None:
+    pool = clients.pool
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"failing.{secrets.token_hex(4)}@example.fr",
+    )
+    instance_id = await pool.fetchval(
+        "INSERT INTO instances (account_id, name, database_url) VALUES ($1, 'gone', $2) RETURNING id",
+        account_id,
+        "postgresql://postgres@127.0.0.1:5432/bindery_no_such_instance",
+    )
+    # pg_dump fails half-way through the archive: the upload begun is aborted.
+    with pytest.raises(
+        ExportFailed, match=f"pg_dump of instances/instance-{instance_id}.sql exited with status 1"
+    ):
+        await export_now(clients, account_id, with_instances=True)
+    assert await _archives(worker_resources, account_id) == 0  # objects and unfinished uploads
+    # S3 refuses the upload (SeaweedFS creates a missing bucket on a write, so a refusal
+    # stands in for it): said as S3 says it, nothing else.
+    refused = Exporting(
+        clients.settings.model_copy(update={"export_aws_secret_access_key": SecretStr("not-the-key")}),
+        pool,
+        clients.stripe,
+        clients.gate,
+    )
+    with pytest.raises(
+        ExportFailed,
+        match=r"^the archive could not be stored: S3 CreateMultipartUpload: SignatureDoesNotMatch$",
+    ):
+        await export_now(refused, account_id)
+    states = await pool.fetch(
+        "SELECT state FROM privacy_requests WHERE account_id = $1 AND kind = 'export'", account_id
+    )
+    assert [row["state"] for row in states] == ["open", "open"]  # still to answer: the job is retried
