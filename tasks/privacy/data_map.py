@@ -52,8 +52,8 @@ PLACES = [
         export=Export(
             "privacy_requests",
             Statement(
-                """SELECT id, kind, received_at, received_by, due_at, extended_until, extension_reason, state,
-                          closed_at, outcome, note, erasure_request_id, export_job_id
+                """SELECT id, kind, received_at, received_by, due_at, extended_until, extension_reason,
+                          deadline, state, closed_at, outcome, note, erasure_request_id, export_job_id
                      FROM privacy_requests WHERE account_id = $1 ORDER BY id"""
             ),
             "Vos demandes relatives à vos données (accès, suppression, rectification…), avec leurs"

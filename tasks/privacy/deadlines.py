@@ -27,10 +27,9 @@ PENDING = Gauge(
 
 async def requests_at_risk(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        """SELECT id, kind, coalesce(extended_until, due_at) AS deadline,
-                  coalesce(extended_until, due_at) <= now() AS overdue
+        """SELECT id, kind, deadline, deadline <= now() AS overdue
              FROM privacy_requests
-            WHERE state = 'open' AND coalesce(extended_until, due_at) <= now() + $1::interval
+            WHERE state = 'open' AND deadline <= now() + $1::interval
             ORDER BY deadline, id""",
         DUE_SOON,
     )

@@ -101,7 +101,7 @@ async def extend_request(pool: asyncpg.Pool, request_id: int, until: date, reaso
         if row["state"] != "open":
             raise RegisterError(f"privacy request {request_id} is closed")
         deadline, latest = end_of(until), latest_extension(row["received_at"])
-        if deadline <= (row["extended_until"] or row["due_at"]):
+        if deadline <= row["deadline"]:
             raise RegisterError(f"{until} is not later than the request's deadline")
         if deadline > latest:
             raise RegisterError(
@@ -142,7 +142,7 @@ async def close_request(
 async def list_requests(pool: asyncpg.Pool, *, open_only: bool) -> list[dict[str, Any]]:
     """The register, oldest first, each with its deadline and the days left to it."""
     rows = await pool.fetch(
-        """SELECT id, kind, account_id, received_at, due_at, extended_until, extension_reason,
+        """SELECT id, kind, account_id, received_at, due_at, extended_until, extension_reason, deadline,
                   state, closed_at, outcome, now() AS now
              FROM privacy_requests WHERE state = 'open' OR NOT $1 ORDER BY received_at, id""",
         open_only,
@@ -151,8 +151,6 @@ async def list_requests(pool: asyncpg.Pool, *, open_only: bool) -> list[dict[str
     for row in rows:
         entry = dict(row)
         now = entry.pop("now")
-        deadline = row["extended_until"] or row["due_at"]
-        entry["deadline"] = deadline
-        entry["days_left"] = days_left(deadline, now) if row["state"] == "open" else None
+        entry["days_left"] = days_left(row["deadline"], now) if row["state"] == "open" else None
         listed.append(entry)
     return listed
