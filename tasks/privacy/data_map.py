@@ -21,7 +21,8 @@ PLACES = [
             " mot de passe.)",
             "Your account: identity, address, state. (Your password's hash is not included: it is"
             " not information about you, and serves only to check your password.)",
-            left_out={"password_hash": "a credential, not information about the customer"},
+            # bandit: the value is why the column is left out, not a password
+            left_out={"password_hash": "a credential, not information about the customer"},  # nosec B105
         ),
     ),
     Place(
