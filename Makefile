@@ -40,7 +40,15 @@ define pytest
 	exit $$status
 endef
 
-test: lint
+# Debian's Chromium, which Playwright drives in the console's browser tests (it downloads
+# no browser of its own).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+	  || ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
+test: lint $(CHROMIUM)
 	$(call pytest,$(PYTEST_ARGS))
 
 # The privacy promises and the fault scenarios alone, ending with one table of results.

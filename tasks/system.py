@@ -8,6 +8,8 @@ import asyncpg
 import dramatiq
 
 from workers.audit_log import AuditRecord
+from workers.console.login_limits import prune_failures
+from workers.console.sessions import prune_sessions
 from workers.db import rows_affected
 from workers.domains import domain_retention
 from workers.job_requests import requeue_stale_jobs, send_jobs_in_thread
@@ -62,7 +64,12 @@ async def prune_records(pool: asyncpg.Pool, now: datetime) -> dict[str, int]:
     jobs = await pool.execute(
         "DELETE FROM jobs WHERE status IN ('done', 'failed') AND finished_at < $1", now - JOBS_RETENTION
     )
-    deleted = {"schedule_runs": rows_affected(runs), "jobs": rows_affected(jobs)}
+    deleted = {
+        "schedule_runs": rows_affected(runs),
+        "jobs": rows_affected(jobs),
+        "operator_sessions": await prune_sessions(pool, now),
+        "console_login_failures": await prune_failures(pool, now),
+    }
     for prune_domain in domain_retention():
         deleted.update(await prune_domain(pool, now))
     return deleted

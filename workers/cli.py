@@ -1,7 +1,8 @@
 """`bindery`: one console script for every process role and operator command.
 
-This is the frame: the process roles (migrate, web, worker, scheduler, dev) and API
-tokens; each domain mounts its own commands (workers/domains.py, `tasks/*/commands.py`).
+This is the frame: the process roles (migrate, web, worker, scheduler, dev), API tokens
+and the console's operators (workers/console/commands.py); each domain mounts its own
+commands (workers/domains.py, `tasks/*/commands.py`).
 A command only parses arguments and calls plain functions; it says what went wrong in
 one line and exits non-zero (2 for bad settings or usage).
 """
@@ -17,6 +18,7 @@ import tempfile
 from collections.abc import Sequence
 
 from workers.cli_support import fail
+from workers.console.commands import register as operator_commands
 from workers.domains import domain_commands
 from workers.settings import Settings, SettingsError, load_settings
 from workers.text_tables import print_table
@@ -154,6 +156,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     for register in domain_commands():
         register(commands)
+    operator_commands(commands)
 
     token = commands.add_parser("token", help="API tokens for POST /jobs")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -54,6 +54,11 @@ def domain_routes() -> list[ModuleType]:
     return _modules("routes")
 
 
+def domain_console() -> list[ModuleType]:
+    """Each domain's `console` module: `status(pool)`, its lines of the overview."""
+    return _modules("console")
+
+
 def domain_retention() -> list[Callable[[Any, datetime], Awaitable[dict[str, int]]]]:
     """Each domain's `prune(pool, now)`: counts of what it deleted, by table."""
     return [module.prune for module in _modules("retention")]

@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from workers import broker as broker_module
 from workers.batching import PooledBatcher
+from workers.console.app import console_app
 from workers.db import create_pool
 from workers.domains import declare_actors, domain_routes
 from workers.enqueue import AsyncRedisEnqueuer
@@ -69,6 +70,10 @@ def _metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
     """The labelled series of one kind of request, looked up once (`labels()` validates
     and locks on every call). Every argument comes from a small set, so the cache stays small."""
     return REQUESTS.labels(route=route, method=method, status=str(status)), LATENCY.labels(route=route)
+
+
+async def to_console(request: web.Request) -> web.Response:
+    return web.Response(status=308, headers={"Location": "/console/"})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -145,6 +150,8 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
     app.cleanup_ctx.append(open_state)
     if settings.is_production:
         app.on_response_prepare.append(https.add_hsts)
+    app.add_subapp("/console/", console_app(settings))
+    app.router.add_get("/console", to_console)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -1,0 +1,159 @@
+"""Who may use the console, against a real `bindery web`: the login page's CSRF token,
+sessions that time out and end, the guessing limit, the headers on every response, the
+operator commands' refusals."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.console.console_setup import PASSWORD, console_web, hidden_csrf, make_operator
+
+Client = aiohttp.ClientSession
+
+
+@pytest.fixture
+async def web(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
+    with console_web(tmp_path) as base:
+        yield base
+
+
+def _client() -> Client:
+    # unsafe: the cookie jar keeps cookies of an IP address host (127.0.0.1)
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def _log_in(client: Client, base: str, name: str, password: str = PASSWORD) -> aiohttp.ClientResponse:
+    async with client.get(f"{base}/console/login") as page:
+        token = hidden_csrf(await page.text())
+    form = {"csrf_token": token, "username": name, "password": password}
+    async with client.post(f"{base}/console/login", data=form, allow_redirects=False) as answer:
+        await answer.read()
+        return answer
+
+
+def _name() -> str:
+    return f"op-{secrets.token_hex(4)}"
+
+
+async def test_pages_need_a_session_and_every_answer_carries_the_security_headers(web: str) -> None:
+    async with _client() as client:
+        async with client.get(f"{web}/console/", allow_redirects=False) as answer:
+            assert (answer.status, answer.headers["Location"]) == (303, "/console/login")
+            csp = answer.headers["Content-Security-Policy"]
+        async with client.get(f"{web}/console/login") as login_page:
+            assert login_page.status == 200
+            headers = login_page.headers
+        async with client.post(f"{web}/console/logout", allow_redirects=False) as refused:
+            assert refused.status == 403  # no session: no action
+    assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert headers["X-Content-Type-Options"] == "nosniff" and headers["Referrer-Policy"] == "same-origin"
+    assert headers["Cache-Control"] == "no-store"
+    assert "Strict-Transport-Security" not in headers  # development: HSTS only in production
+
+
+async def test_a_post_without_the_csrf_token_is_refused_the_login_form_included(
+    web: str, pool: asyncpg.Pool
+) -> None:
+    name = _name()
+    assert make_operator(name, "operator").returncode == 0
+    async with _client() as client:
+        async with client.get(f"{web}/console/login") as page:
+            token = hidden_csrf(await page.text())
+        for form in (
+            {"username": name, "password": PASSWORD},
+            {"csrf_token": token + "x", "username": name, "password": PASSWORD},
+        ):
+            async with client.post(f"{web}/console/login", data=form, allow_redirects=False) as answer:
+                assert answer.status == 403
+        signed_in = await _log_in(client, web, name)
+        assert (signed_in.status, signed_in.headers["Location"]) == (303, "/console/")
+        cookie = signed_in.cookies["bindery_console"]
+        assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/console/"
+        async with client.get(f"{web}/console/") as overview:
+            html = await overview.text()
+        assert name in html and "Where every promise stands" in html
+        async with client.post(f"{web}/console/logout", data={}, allow_redirects=False) as no_token:
+            assert no_token.status == 403
+        async with client.post(
+            f"{web}/console/logout", data={"csrf_token": hidden_csrf(html)}, allow_redirects=False
+        ) as logged_out:
+            assert logged_out.status == 303
+        async with client.get(f"{web}/console/", allow_redirects=False) as after:
+            assert after.status == 303  # the session is gone
+    actions = await pool.fetch(
+        "SELECT actor, action FROM audit_log WHERE actor = $1 ORDER BY id", f"operator:{name}"
+    )
+    assert [row["action"] for row in actions] == ["console.login", "console.logout"]
+
+
+async def test_five_wrong_passwords_close_the_door_and_an_unknown_name_is_not_kept(
+    web: str, pool: asyncpg.Pool
+) -> None:
+    name = _name()
+    assert make_operator(name, "viewer").returncode == 0
+    async with _client() as client:
+        for _ in range(5):
+            assert (await _log_in(client, web, name, "not the password at all")).status == 401
+        assert (await _log_in(client, web, name)).status == 429  # even the right one, for now
+        typed = f"hunter2-{secrets.token_hex(4)}"  # a password typed into the name field
+        assert (await _log_in(client, web, typed)).status == 401
+    assert not await pool.fetchval(
+        "SELECT count(*) FROM console_login_failures WHERE operator_name = $1", typed
+    )
+    assert (
+        await pool.fetchval("SELECT count(*) FROM console_login_failures WHERE operator_name = $1", name) == 5
+    )
+
+
+async def test_an_idle_session_and_a_disabled_operators_sessions_end(web: str, pool: asyncpg.Pool) -> None:
+    idle, disabled = _name(), _name()
+    for name in (idle, disabled):
+        assert make_operator(name, "operator").returncode == 0
+    async with _client() as first, _client() as second:
+        assert (await _log_in(first, web, idle)).status == 303
+        assert (await _log_in(second, web, disabled)).status == 303
+        # 31 minutes without a request: the session has timed out.
+        await pool.execute(
+            """UPDATE operator_sessions SET last_seen_at = now() - interval '31 minutes'
+                WHERE operator_id = (SELECT id FROM operators WHERE name = $1)""",
+            idle,
+        )
+        async with first.get(f"{web}/console/", allow_redirects=False) as answer:
+            assert answer.status == 303
+        assert not await pool.fetchval(
+            """SELECT count(*) FROM operator_sessions s JOIN operators o ON o.id = s.operator_id
+                WHERE o.name = $1""",
+            idle,
+        )
+        async with second.get(f"{web}/console/", allow_redirects=False) as answer:
+            assert answer.status == 200
+        from tests.processes import run_bindery
+
+        assert run_bindery("operator", "disable", disabled).returncode == 0
+        async with second.get(f"{web}/console/", allow_redirects=False) as answer:
+            assert answer.status == 303
+        assert (await _log_in(second, web, disabled)).status == 401
+
+
+def test_operator_commands_refuse_bad_input_and_change_nothing(database_url: str) -> None:
+    from tests.processes import run_bindery
+
+    name = _name()
+    short = make_operator(name, "admin", "too short")
+    assert short.returncode == 1 and "12 characters at least" in short.stderr
+    assert name not in run_bindery("operator", "list").stdout
+    bad = make_operator("Not A Name", "admin")
+    assert bad.returncode == 1 and "a name is" in bad.stderr
+    assert make_operator(name, "admin").returncode == 0
+    again = make_operator(name, "viewer")
+    assert again.returncode == 1 and f"an operator named {name} exists already" in again.stderr
+    unknown = run_bindery("operator", "disable", "nobody-here")
+    assert unknown.returncode == 1 and "no enabled operator named nobody-here" in unknown.stderr
+    listed = run_bindery("operator", "list", "--json").stdout
+    assert f'"name": "{name}"' in listed and "password" not in listed
