@@ -1,9 +1,13 @@
-"""Erasures on the console's overview: waiting, running, failing, the oldest."""
+"""Erasures on the console: the overview's line (waiting, running, failing, the oldest)
+and the cancel action of the privacy page."""
 
 from __future__ import annotations
 
 import asyncpg
+from aiohttp import web
 
+from tasks.erasure.requests import NotCancellable, cancel_erasure
+from workers.console.pages import pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -22,3 +26,21 @@ async def status(pool: asyncpg.Pool) -> list[Status]:
     )
     reason = f"{row['pending']} in grace, {row['running']} running, {row['failing']} failing{oldest}"
     return [Status("accounts are erased on request", level, reason)]
+
+
+def routes(router: web.UrlDispatcher) -> None:
+    router.add_post("/erasure/cancel", cancel)
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel an account's erasure within its grace period (from the privacy page)."""
+    operator = require(request, "operator")
+    raw = (await request.post()).get("account_id")
+    if not isinstance(raw, str) or not raw.isdigit():
+        return see_other("/console/privacy")
+    async with pool_of(request).acquire() as conn:
+        try:
+            await cancel_erasure(conn, int(raw), cancelled_by=f"operator:{operator.name}")
+        except NotCancellable as refused:
+            return render(request, "refused.html", status=409, reason=str(refused), back="/console/privacy")
+    return see_other("/console/privacy")

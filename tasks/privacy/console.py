@@ -1,10 +1,14 @@
-"""The privacy register on the console's overview: open requests against the legal clock."""
+"""The privacy register on the console: its overview line (open requests against the
+legal clock) and its page."""
 
 from __future__ import annotations
 
 import asyncpg
+from aiohttp import web
 
 from tasks.privacy.deadlines import requests_at_risk
+from tasks.privacy.legal_clock import days_left
+from workers.console.pages import Paging, pool_of, render
 from workers.console.status import Level, Status
 
 
@@ -16,3 +20,48 @@ async def status(pool: asyncpg.Pool) -> list[Status]:
     level: Level = "bad" if overdue else "warn" if soon else "ok"
     reason = f"{open_requests} open, {soon} due within 5 days, {overdue} overdue"
     return [Status("every request about one's data is answered within a month", level, reason)]
+
+
+# The privacy page: the register with its clock, and the erasures in flight.
+NAV = ("Privacy", "/console/privacy")
+
+
+def routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/privacy", privacy_page)
+
+
+async def privacy_page(request: web.Request) -> web.Response:
+    """The register (open requests, or all with ?all=1), oldest first, with the days left
+    and whom each is about; the erasures waiting out their grace or running."""
+    paging = Paging.of(request)
+    everything = request.query.get("all") == "1"
+    pool = pool_of(request)
+    rows = await pool.fetch(
+        """SELECT r.id, r.kind, r.account_id, r.received_at, r.deadline, r.state, r.outcome, r.closed_at,
+                  a.email, a.business_name, concat_ws(' ', a.first_name, a.last_name) AS person, now() AS now
+             FROM privacy_requests r LEFT JOIN accounts a ON a.id = r.account_id
+            WHERE r.state = 'open' OR $1
+            ORDER BY r.received_at, r.id LIMIT $2 OFFSET $3""",
+        everything,
+        paging.size + 1,
+        paging.offset,
+    )
+    requests = [
+        {**row, "days_left": days_left(row["deadline"], row["now"]) if row["state"] == "open" else None}
+        for row in rows[: paging.size]
+    ]
+    erasures = await pool.fetch(
+        """SELECT e.id, e.account_id, e.state, e.requested_at, e.run_after, e.last_error,
+                  e.state = 'pending' AND e.run_after > now() AS cancellable, a.email, a.business_name
+             FROM erasure_requests e LEFT JOIN accounts a ON a.id = e.account_id
+            WHERE e.state IN ('pending', 'running') ORDER BY e.requested_at, e.id LIMIT 200"""
+    )
+    return render(
+        request,
+        "privacy.html",
+        requests=requests,
+        erasures=erasures,
+        everything=everything,
+        page=paging.page,
+        more=len(rows) > paging.size,
+    )

@@ -157,3 +157,76 @@ def test_operator_commands_refuse_bad_input_and_change_nothing(database_url: str
     assert unknown.returncode == 1 and "no enabled operator named nobody-here" in unknown.stderr
     listed = run_bindery("operator", "list", "--json").stdout
     assert f'"name": "{name}"' in listed and "password" not in listed
+
+
+async def test_a_viewer_sees_but_cannot_act_and_an_operators_action_is_audited(
+    web: str, pool: asyncpg.Pool
+) -> None:
+    viewer, operator = _name(), _name()
+    assert make_operator(viewer, "viewer").returncode == 0
+    assert make_operator(operator, "operator").returncode == 0
+    event_id = f"evt_console{secrets.token_hex(6)}"
+    await pool.execute(
+        """INSERT INTO stripe_events (id, type, created, livemode, state, attempts, last_error, payload)
+           VALUES ($1, 'invoice.paid', now(), false, 'failed', 5, 'boom', '{}')""",
+        event_id,
+    )
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash, status) VALUES ($1, 'x', 'disabled') RETURNING id",
+        f"grace.{secrets.token_hex(4)}@example.fr",
+    )
+    await pool.execute(
+        """INSERT INTO erasure_requests (account_id, requested_by, run_after)
+           VALUES ($1, 'test', now() + interval '1 day')""",
+        account_id,
+    )
+    async with _client() as client:
+        assert (await _log_in(client, web, viewer)).status == 303
+        async with client.get(f"{web}/console/stripe") as page:
+            html = await page.text()
+        assert event_id in html and "Retry" not in html  # shown, without the buttons
+        token = hidden_csrf(html)
+        for path, form in (
+            ("/console/stripe/retry", {"event_id": event_id}),
+            ("/console/erasure/cancel", {"account_id": str(account_id)}),
+        ):
+            async with client.post(
+                f"{web}{path}", data={**form, "csrf_token": token}, allow_redirects=False
+            ) as no:
+                assert no.status == 403 and "needs the operator role" in await no.text()
+    assert await pool.fetchval("SELECT state FROM stripe_events WHERE id = $1", event_id) == "failed"
+    assert (
+        await pool.fetchval("SELECT state FROM erasure_requests WHERE account_id = $1", account_id)
+        == "pending"
+    )
+
+    async with _client() as client:
+        assert (await _log_in(client, web, operator)).status == 303
+        async with client.get(f"{web}/console/privacy") as page:
+            token = hidden_csrf(await page.text())
+        async with client.post(
+            f"{web}/console/stripe/retry",
+            data={"event_id": event_id, "csrf_token": token},
+            allow_redirects=False,
+        ) as retried:
+            assert retried.status == 303
+        async with client.post(
+            f"{web}/console/erasure/cancel",
+            data={"account_id": str(account_id), "csrf_token": token},
+            allow_redirects=False,
+        ) as cancelled:
+            assert cancelled.status == 303
+        async with client.post(
+            f"{web}/console/erasure/cancel", data={"account_id": str(account_id), "csrf_token": token}
+        ) as again:
+            assert again.status == 409 and "has no pending erasure" in await again.text()
+    assert await pool.fetchval("SELECT attempts FROM stripe_events WHERE id = $1", event_id) == 0
+    assert (
+        await pool.fetchval("SELECT state FROM erasure_requests WHERE account_id = $1", account_id)
+        == "cancelled"
+    )
+    actions = {
+        row["action"]
+        for row in await pool.fetch("SELECT action FROM audit_log WHERE actor = $1", f"operator:{operator}")
+    }
+    assert {"console.login", "console.stripe_retry", "erasure.cancelled"} <= actions

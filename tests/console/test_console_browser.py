@@ -5,16 +5,24 @@ the operator's session."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import http.server
+import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 
+from tests.billing_events import event, new_account, new_id, stored, subscription
 from tests.console.console_setup import PASSWORD, console_web, make_operator
+from tests.http import web_and_worker
+from tests.processes import bindery_env, wait_until
+from workers.db import create_pool
 from workers.devstack.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make install`; Playwright downloads none
@@ -135,3 +143,104 @@ def test_a_page_of_another_site_cannot_act_with_the_operators_session(browser: B
         server.shutdown()
     page.goto(f"{web}/console/")
     assert page.url == f"{web}/console/"  # still signed in: the forged logout did nothing
+
+
+T = TypeVar("T")
+
+
+def _beside_the_browser(work: Coroutine[Any, Any, T]) -> T:
+    """Run set-up work on a loop of its own: Playwright's runs in this thread."""
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work).result()
+
+
+HOSTILE_NAMES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(1)>')
+
+
+async def _hostile_customer(database_url: str) -> int:
+    """An account whose names are markup, with a request in the register and an erasure
+    in its grace period: what the privacy page shows of a customer."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        account_id: int = await conn.fetchval(
+            """INSERT INTO accounts (email, password_hash, business_name, first_name, status)
+               VALUES ($1, 'x', $2, $3, 'disabled') RETURNING id""",
+            f"hostile.{secrets.token_hex(4)}@example.fr",
+            *HOSTILE_NAMES,
+        )
+        await conn.execute(
+            """INSERT INTO privacy_requests (kind, account_id, received_by, due_at)
+               VALUES ('other', $1, 'test', now() + interval '3 days')""",
+            account_id,
+        )
+        await conn.execute(
+            """INSERT INTO erasure_requests (account_id, requested_by, run_after)
+               VALUES ($1, 'test', now() + interval '1 day')""",
+            account_id,
+        )
+        return account_id
+    finally:
+        await conn.close()
+
+
+def test_customer_names_made_of_markup_show_as_text_and_an_erasure_is_cancelled(
+    browser: Browser, web: str, database_url: str
+) -> None:
+    account_id = _beside_the_browser(_hostile_customer(database_url))
+    assert make_operator("ana-privacy", "operator").returncode == 0
+    assert make_operator("vic-viewer", "viewer").returncode == 0
+    viewer = browser.new_page()
+    seen = _watch(viewer)
+    _log_in(viewer, web, "vic-viewer")
+    viewer.goto(f"{web}/console/privacy")
+    assert viewer.locator("button", has_text="Cancel").count() == 0  # a viewer is shown no action
+    page = browser.new_page()
+    seen += _watch(page)
+    _log_in(page, web, "ana-privacy")
+    page.goto(f"{web}/console/privacy")
+    names = page.locator("td.account .name").all_inner_texts()
+    assert HOSTILE_NAMES[0] in names  # the text, as text
+    assert page.locator("img[src=x]").count() == 0  # and no element made of it
+    row = page.locator("tr", has=page.locator(f"input[name=account_id][value='{account_id}']"))
+    row.locator("button", has_text="Cancel").click()
+    page.wait_for_url(f"{web}/console/privacy")
+    assert page.locator(f"input[name=account_id][value='{account_id}']").count() == 0  # no longer under way
+    assert seen == []
+
+
+def test_a_failed_stripe_event_retried_from_the_inbox_is_processed(
+    browser: Browser, database_url: str, redis_client: Any, tmp_path: Path
+) -> None:
+    event_id = _beside_the_browser(_failed_event(database_url))
+    assert make_operator("ana-stripe", "operator").returncode == 0
+    with web_and_worker(tmp_path, bindery_env(STRIPE_REFETCH="never")) as base:
+        page = browser.new_page()
+        _log_in(page, base, "ana-stripe")
+        page.goto(f"{base}/console/stripe?type=customer.subscription.created")
+        row = page.locator("tr", has=page.locator(f"a:text-is('{event_id}')"))
+        assert row.locator("td").nth(3).inner_text() == "failed"
+        row.locator("button", has_text="Retry").click()
+        page.wait_for_url(f"{base}/console/stripe")
+
+        def processed() -> bool:
+            page.goto(f"{base}/console/stripe/events/{event_id}")
+            return page.locator("dl.fields dd").first.inner_text().startswith(("done", "ignored"))
+
+        wait_until(processed, 30, "the retried event to be processed")
+
+
+async def _failed_event(database_url: str) -> str:
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        account_id = await new_account(pool)
+        customer = new_id("cus")
+        await pool.execute("UPDATE accounts SET stripe_customer_id = $1 WHERE id = $2", customer, account_id)
+        item = event("customer.subscription.created", subscription(new_id("sub"), customer, "active"))
+        await stored(pool, item)
+        await pool.execute(
+            "UPDATE stripe_events SET state = 'failed', attempts = 10, last_error = 'boom' WHERE id = $1",
+            item["id"],
+        )
+        return str(item["id"])
+    finally:
+        await pool.close()

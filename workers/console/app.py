@@ -14,7 +14,6 @@ import hmac
 import ipaddress
 import secrets
 from pathlib import Path
-from typing import Any
 
 import aiohttp_jinja2
 import jinja2
@@ -24,14 +23,14 @@ from aiohttp.typedefs import Handler
 from workers.audit_log import AuditRecord, write_audit
 from workers.console.login_limits import record_failure, too_many_failures
 from workers.console.operators import check_password
-from workers.console.sessions import COOKIE, Session, close_session, find_session, open_session
+from workers.console.pages import NAVIGATION, SESSION, NotAllowed, render
+from workers.console.sessions import COOKIE, close_session, find_session, open_session
 from workers.console.status import Status, queues_status
 from workers.domains import domain_console
 from workers.settings import Settings
 from workers.web.state import STATE
 
 HERE = Path(__file__).parent
-SESSION = web.RequestKey("console_session", Session)
 SETTINGS = web.AppKey("console_settings", Settings)
 LOGIN_CSRF = "bindery_console_login"  # the login form's own token, before any session
 MAX_FORM = 16 * 1024
@@ -73,7 +72,10 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
     if request.method == "POST" and not _same(await _field(request, "csrf_token"), session.csrf_token):
         return _plain(403, "the form's CSRF token is missing or wrong: reload the page")
     request[SESSION] = session
-    return await handler(request)
+    try:
+        return await handler(request)
+    except NotAllowed as refused:
+        return _plain(403, str(refused))
 
 
 def _redirect(location: str) -> web.Response:
@@ -177,21 +179,18 @@ async def overview(request: web.Request) -> web.StreamResponse:
     for module in domain_console():
         lines.extend(await module.status(pool))
     lines.extend(await queues_status(pool))
-    return aiohttp_jinja2.render_template("overview.html", request, _page(request, lines=lines))
-
-
-def _page(request: web.Request, **values: Any) -> dict[str, Any]:
-    """What every signed-in page's template gets: the operator and the CSRF token."""
-    session = request[SESSION]
-    return {"operator": session.operator, "csrf_token": session.csrf_token, **values}
+    return render(request, "overview.html", lines=lines)
 
 
 def console_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, signed_in], client_max_size=MAX_FORM)
     app[SETTINGS] = settings
+    pages = [module for module in domain_console() if hasattr(module, "routes")]
+    app[NAVIGATION] = [("Overview", "/console/"), *(module.NAV for module in pages if hasattr(module, "NAV"))]
+    folders = [HERE / "templates", *(Path(str(module.__file__)).parent / "templates" for module in pages)]
     aiohttp_jinja2.setup(
         app,
-        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        loader=jinja2.FileSystemLoader(folders),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
         undefined=jinja2.StrictUndefined,
     )
@@ -199,5 +198,7 @@ def console_app(settings: Settings) -> web.Application:
     app.router.add_post("/login", login)
     app.router.add_post("/logout", logout)
     app.router.add_get("/", overview)
+    for module in pages:
+        module.routes(app.router)
     app.router.add_static("/static/", HERE / "static")
     return app

@@ -1,0 +1,84 @@
+"""What a domain's console pages use: the signed-in operator, rendering with the frame's
+layout, a role check for actions, the audit record of an action, paging.
+
+A domain with pages has, in its `console` module, `NAV` (its menu entry: label, path)
+and `routes(router)`, which adds its handlers under /console/; its templates live in
+its own `templates/` folder and extend the frame's `base.html`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp_jinja2
+import asyncpg
+from aiohttp import web
+
+from workers.audit_log import AuditRecord, write_audit
+from workers.console.operators import Operator
+from workers.console.sessions import Session
+from workers.web.state import STATE
+
+SESSION = web.RequestKey("console_session", Session)
+NAVIGATION = web.AppKey("console_navigation", list)
+PAGE_SIZE = 50
+
+
+def pool_of(request: web.Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.config_dict[STATE].pool
+    return pool
+
+
+def operator_of(request: web.Request) -> Operator:
+    return request[SESSION].operator
+
+
+def render(request: web.Request, template: str, status: int = 200, **values: Any) -> web.Response:
+    """A signed-in page: the template gets the operator, the CSRF token for its forms and
+    the menu, with `values`."""
+    session = request[SESSION]
+    context = {
+        "operator": session.operator,
+        "csrf_token": session.csrf_token,
+        "navigation": request.app[NAVIGATION],
+        **values,
+    }
+    return aiohttp_jinja2.render_template(template, request, context, status=status)
+
+
+class NotAllowed(Exception):
+    """The operator's role does not allow the action."""
+
+
+def require(request: web.Request, role: str) -> Operator:
+    operator = operator_of(request)
+    if not operator.may(role):
+        raise NotAllowed(f"a {operator.role} cannot do this: it needs the {role} role")
+    return operator
+
+
+async def audit(
+    request: web.Request, action: str, subject_type: str, subject_id: str, **details: Any
+) -> None:
+    operator = operator_of(request)
+    record = AuditRecord(f"operator:{operator.name}", action, subject_type, subject_id, details or None)
+    await write_audit(pool_of(request), record)
+
+
+def see_other(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+@dataclass(frozen=True)
+class Paging:
+    page: int  # from 1
+    size: int = PAGE_SIZE
+
+    @classmethod
+    def of(cls, request: web.Request) -> Paging:
+        raw = request.query.get("page", "1")
+        return cls(int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1)
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
