@@ -1,10 +1,19 @@
-"""Backups on the console's overview: last night's, and paid instances without one."""
+"""Backups on the console: the overview's lines (last night's, paid instances without
+one, the restore test) and the backups page (a 30-day grid per paid instance, an
+instance's backups with a chart of their size and duration, "back up now")."""
 
 from __future__ import annotations
 
-import asyncpg
+import asyncio
+from datetime import date, timedelta
+from typing import Any
 
+import asyncpg
+from aiohttp import web
+
+from tasks.backups.actors import local_day, run
 from tasks.backups.freshness import stale_instances
+from workers.console.pages import Paging, audit, pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -36,3 +45,116 @@ async def status(pool: asyncpg.Pool) -> list[Status]:
         Status("paid instances are backed up daily, 30 days kept", level, reason),
         Status("backups restore", "ok" if restore else "warn", restored),
     ]
+
+
+# The backups page: a 30-day grid per paid instance, and an instance's backups.
+NAV = ("Backups", "/console/backups")
+DAYS = 30
+# A day's best outcome, when it had several backups (a forced one, a retry).
+RANK = {"verified": 4, "complete": 3, "running": 2, "failed": 1}
+
+
+def routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/backups", grid)
+    router.add_get("/backups/instances/{instance_id:[0-9]{1,18}}", instance_page)
+    router.add_post("/backups/run", run_now)
+
+
+def _days(today: date) -> list[date]:
+    return [today - timedelta(days=back) for back in range(DAYS - 1, -1, -1)]
+
+
+async def grid(request: web.Request) -> web.Response:
+    paging = Paging.of(request)
+    pool = pool_of(request)
+    today = local_day(await pool.fetchval("SELECT now()"))
+    rows = await pool.fetch(
+        """WITH page AS (
+               SELECT i.id, i.name FROM instances i JOIN paid_accounts p ON p.account_id = i.account_id
+                ORDER BY i.id LIMIT $1 OFFSET $2)
+           SELECT page.id, page.name, b.day, max(CASE b.state WHEN 'verified' THEN 4 WHEN 'complete' THEN 3
+                                                WHEN 'running' THEN 2 WHEN 'failed' THEN 1 END) AS best
+             FROM page LEFT JOIN backups b ON b.instance_id = page.id AND b.day > $3::date - $4::int
+            GROUP BY page.id, page.name, b.day""",
+        paging.size + 1,
+        paging.offset,
+        today,
+        DAYS,
+    )
+    names = {row["id"]: row["name"] for row in rows}
+    best = {(row["id"], row["day"]): row["best"] for row in rows if row["day"] is not None}
+    states = {rank: state for state, rank in RANK.items()}
+    ids = sorted(names)
+    instances = [
+        {
+            "id": instance_id,
+            "name": names[instance_id],
+            "cells": [(day, states.get(best.get((instance_id, day), 0), "missing")) for day in _days(today)],
+        }
+        for instance_id in ids[: paging.size]
+    ]
+    return render(request, "backups.html", instances=instances, more=len(ids) > paging.size, page=paging.page)
+
+
+async def instance_page(request: web.Request) -> web.Response:
+    pool = pool_of(request)
+    instance_id = int(request.match_info["instance_id"])
+    instance = await pool.fetchrow("SELECT id, name FROM instances WHERE id = $1", instance_id)
+    if instance is None:
+        return render(
+            request, "refused.html", status=404, reason=f"no instance {instance_id}", back="/console/backups"
+        )
+    backups = await pool.fetch(
+        """SELECT id, day, generation, state, dump_bytes, object_bytes, parts, pg_version, table_counts,
+                  started_at, finished_at, restore_tested_at, error,
+                  extract(epoch FROM finished_at - started_at) AS seconds
+             FROM backups WHERE instance_id = $1 AND day > now()::date - $2::int
+            ORDER BY day DESC, generation DESC""",
+        instance_id,
+        DAYS + 5,
+    )
+    return render(request, "backup_instance.html", instance=instance, backups=backups, chart=chart(backups))
+
+
+def chart(backups: list[Any]) -> dict[str, Any]:
+    """The dump size and duration of each day's backup, as SVG polylines (oldest left)."""
+    points = [b for b in reversed(backups) if b["dump_bytes"] is not None and b["seconds"] is not None]
+    width, height = 600, 120
+    if len(points) < 2:
+        return {"width": width, "height": height, "size": "", "seconds": "", "count": len(points)}
+    top_size = max(b["dump_bytes"] for b in points) or 1
+    top_seconds = max(float(b["seconds"]) for b in points) or 1.0
+    step = width / (len(points) - 1)
+
+    def line(values: list[float], top: float) -> str:
+        return " ".join(
+            f"{i * step:.1f},{height - 4 - (v / top) * (height - 8):.1f}" for i, v in enumerate(values)
+        )
+
+    return {
+        "width": width,
+        "height": height,
+        "size": line([float(b["dump_bytes"]) for b in points], float(top_size)),
+        "seconds": line([float(b["seconds"]) for b in points], top_seconds),
+        "count": len(points),
+        "top_mb": top_size / 2**20,
+        "top_seconds": top_seconds,
+    }
+
+
+async def run_now(request: web.Request) -> web.Response:
+    """Back an instance up for today (Paris) now, through the worker's `backups.run`."""
+    require(request, "operator")
+    raw = (await request.post()).get("instance_id")
+    if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
+        return see_other("/console/backups")
+    instance_id = int(raw)
+    pool = pool_of(request)
+    if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)", instance_id):
+        return render(
+            request, "refused.html", status=404, reason=f"no instance {instance_id}", back="/console/backups"
+        )
+    day = local_day(await pool.fetchval("SELECT now()"))
+    await asyncio.to_thread(run.send, instance_id, day.isoformat())
+    await audit(request, "console.backup_now", "instance", str(instance_id), day=day.isoformat())
+    return see_other(f"/console/backups/instances/{instance_id}")

@@ -4,9 +4,12 @@ operator commands' refusals."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -230,3 +233,58 @@ async def test_a_viewer_sees_but_cannot_act_and_an_operators_action_is_audited(
         for row in await pool.fetch("SELECT action FROM audit_log WHERE actor = $1", f"operator:{operator}")
     }
     assert {"console.login", "console.stripe_retry", "erasure.cancelled"} <= actions
+
+
+async def test_the_backups_grid_shows_each_days_outcome_and_back_up_now_sends_the_run(
+    web: str, pool: asyncpg.Pool, redis_client: Any
+) -> None:
+    name = _name()
+    assert make_operator(name, "operator").returncode == 0
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"paid.{secrets.token_hex(4)}@example.fr",
+    )
+    await pool.execute(
+        "INSERT INTO subscriptions (id, customer_id, account_id, status) VALUES ($1, $2, $3, 'active')",
+        f"sub_console{account_id}",
+        f"cus_console{account_id}",
+        account_id,
+    )
+    instance_id = await pool.fetchval(
+        """INSERT INTO instances (account_id, name, database_url)
+           VALUES ($1, 'shop', 'postgresql://absent/x') RETURNING id""",
+        account_id,
+    )
+    today = await pool.fetchval("SELECT (now() AT TIME ZONE 'Europe/Paris')::date")
+    for back, state, size in ((1, "verified", 10 << 20), (2, "failed", None), (3, "verified", 12 << 20)):
+        await pool.execute(
+            """INSERT INTO backups (id, instance_id, day, state, object_key, manifest_key, dump_bytes,
+                                    started_at, finished_at)
+               VALUES (gen_random_uuid(), $1, $2, $3, 'k', 'm', $4, now() - interval '2 minutes', now())""",
+            instance_id,
+            today - timedelta(days=back),
+            state,
+            size,
+        )
+    async with _client() as client:
+        assert (await _log_in(client, web, name)).status == 303
+        async with client.get(f"{web}/console/backups?page=1") as page:
+            html = await page.text()
+        row = html[html.index(f"#{instance_id} shop") :].split("</tr>")[0]
+        cells = re.findall(r'class="cell (\w+)" title="([0-9-]+):', row)
+        assert len(cells) == 30 and cells[-1] == ("missing", str(today))  # today: not yet
+        assert [state for state, _ in cells[-4:-1]] == ["verified", "failed", "verified"]
+        async with client.get(f"{web}/console/backups/instances/{instance_id}") as detail:
+            page_html = await detail.text()
+        assert page_html.count("<polyline") == 2 and "12.0 MB" in page_html
+        async with client.post(
+            f"{web}/console/backups/run",
+            data={"instance_id": str(instance_id), "csrf_token": hidden_csrf(page_html)},
+            allow_redirects=False,
+        ) as sent:
+            assert sent.status == 303
+    assert redis_client.llen("bindery:backups") == 1  # the worker's backups.run, for today
+    assert await pool.fetchval(
+        "SELECT details ->> 'day' FROM audit_log WHERE action = 'console.backup_now' AND subject_id = $1",
+        str(instance_id),
+    ) == str(today)

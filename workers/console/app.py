@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from workers.audit_log import AuditRecord, write_audit
+from workers.console import jobs_page
 from workers.console.login_limits import record_failure, too_many_failures
 from workers.console.operators import check_password
 from workers.console.pages import NAVIGATION, SESSION, NotAllowed, render
@@ -185,7 +186,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
 def console_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, signed_in], client_max_size=MAX_FORM)
     app[SETTINGS] = settings
-    pages = [module for module in domain_console() if hasattr(module, "routes")]
+    pages = [*(module for module in domain_console() if hasattr(module, "routes")), jobs_page]
     app[NAVIGATION] = [("Overview", "/console/"), *(module.NAV for module in pages if hasattr(module, "NAV"))]
     folders = [HERE / "templates", *(Path(str(module.__file__)).parent / "templates" for module in pages)]
     aiohttp_jinja2.setup(
