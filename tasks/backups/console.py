@@ -76,7 +76,7 @@ async def grid(request: web.Request) -> web.Response:
                                                 WHEN 'running' THEN 2 WHEN 'failed' THEN 1 END) AS best
              FROM page LEFT JOIN backups b ON b.instance_id = page.id AND b.day > $3::date - $4::int
             GROUP BY page.id, page.name, b.day""",
-        paging.size + 1,
+        paging.limit,
         paging.offset,
         today,
         DAYS,
@@ -84,16 +84,15 @@ async def grid(request: web.Request) -> web.Response:
     names = {row["id"]: row["name"] for row in rows}
     best = {(row["id"], row["day"]): row["best"] for row in rows if row["day"] is not None}
     states = {rank: state for state, rank in RANK.items()}
-    ids = sorted(names)
     instances = [
         {
             "id": instance_id,
             "name": names[instance_id],
             "cells": [(day, states.get(best.get((instance_id, day), 0), "missing")) for day in _days(today)],
         }
-        for instance_id in ids[: paging.size]
+        for instance_id in sorted(names)
     ]
-    return render(request, "backups.html", instances=instances, more=len(ids) > paging.size, page=paging.page)
+    return render(request, "backups.html", **paging.shown(instances, "instances"))
 
 
 async def instance_page(request: web.Request) -> web.Response:

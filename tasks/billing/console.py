@@ -56,17 +56,10 @@ async def inbox(request: web.Request) -> web.Response:
             ORDER BY received_at DESC, id LIMIT $3 OFFSET $4""",
         STUCK_AFTER,
         kind,
-        paging.size + 1,
+        paging.limit,
         paging.offset,
     )
-    return render(
-        request,
-        "stripe_inbox.html",
-        events=rows[: paging.size],
-        more=len(rows) > paging.size,
-        page=paging.page,
-        kind=kind,
-    )
+    return render(request, "stripe_inbox.html", **paging.shown(rows, "events"), kind=kind)
 
 
 async def event(request: web.Request) -> web.Response:

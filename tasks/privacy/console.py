@@ -43,12 +43,12 @@ async def privacy_page(request: web.Request) -> web.Response:
             WHERE r.state = 'open' OR $1
             ORDER BY r.received_at, r.id LIMIT $2 OFFSET $3""",
         everything,
-        paging.size + 1,
+        paging.limit,
         paging.offset,
     )
     requests = [
         {**row, "days_left": days_left(row["deadline"], row["now"]) if row["state"] == "open" else None}
-        for row in rows[: paging.size]
+        for row in rows
     ]
     erasures = await pool.fetch(
         """SELECT e.id, e.account_id, e.state, e.requested_at, e.run_after, e.last_error,
@@ -59,9 +59,7 @@ async def privacy_page(request: web.Request) -> web.Response:
     return render(
         request,
         "privacy.html",
-        requests=requests,
+        **paging.shown(requests, "requests"),
         erasures=erasures,
         everything=everything,
-        page=paging.page,
-        more=len(rows) > paging.size,
     )

@@ -15,11 +15,13 @@ from workers.devstack.servers import free_port
 PASSWORD = "correct horse battery staple"
 
 
-def make_operator(name: str, role: str, password: str = PASSWORD) -> subprocess.CompletedProcess[str]:
+def make_operator(
+    name: str, role: str, password: str = PASSWORD, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [BINDERY, "operator", "create", name, "--role", role, "--password-stdin"],
         input=password + "\n",
-        env=bindery_env(),
+        env=env or bindery_env(),
         capture_output=True,
         text=True,
         timeout=60,

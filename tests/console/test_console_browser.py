@@ -19,10 +19,12 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 
 from tests.billing_events import event, new_account, new_id, stored, subscription
+from tests.breach_setup import create_campaign, sink
 from tests.console.console_setup import PASSWORD, console_web, make_operator
+from tests.databases import new_bindery_database
 from tests.http import web_and_worker
 from tests.processes import bindery_env, wait_until
-from workers.db import create_pool
+from workers.db import create_pool, drop_database
 from workers.devstack.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's, installed by `make install`; Playwright downloads none
@@ -244,3 +246,72 @@ async def _failed_event(database_url: str) -> str:
         return str(item["id"])
     finally:
         await pool.close()
+
+
+async def _customers(url: str, count: int) -> None:
+    """A database of the test's own: the campaign's snapshot is exactly these accounts."""
+    await new_bindery_database(url)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(
+            """INSERT INTO accounts (email, password_hash, first_name)
+               SELECT 'c' || g || '@example.org', 'x', 'Client ' || g FROM generate_series(1, $1::int) g""",
+            count,
+        )
+    finally:
+        await conn.close()
+
+
+def test_a_campaign_is_previewed_started_paused_and_resumed_and_its_counts_move_live(
+    browser: Browser, database_url: str, redis_client: Any, tmp_path: Path
+) -> None:
+    url = database_url.rsplit("/", 1)[0] + f"/console_breach_{secrets.token_hex(4)}"
+    _beside_the_browser(_customers(url, 200))
+    try:
+        with sink(tmp_path) as (smtp_url, _mail):
+            env = bindery_env(
+                DATABASE_URL=url,
+                SMTP_URL=smtp_url,
+                BREACH_MESSAGES_PER_SECOND="40",  # five seconds of sending: time to pause
+                BREACH_LANES="2",
+                BREACH_BATCH_SIZE="10",
+            )
+            campaign_id = create_campaign(env)
+            assert make_operator("ana-breach", "admin", env=env).returncode == 0
+            with web_and_worker(tmp_path, env) as base:
+                page = browser.new_page()
+                seen = _watch(page)
+                _log_in(page, base, "ana-breach")
+                page.goto(f"{base}/console/campaigns/{campaign_id}")
+                frame = page.frame_locator("iframe.preview")
+                assert "unauthorised third party" in frame.locator("body").inner_text()
+                page.fill("input[name=confirm]", "999")  # not its number: refused
+                page.click("form.confirm button")
+                assert "type the campaign's number" in page.locator("[role=alert]").inner_text()
+                page.goto(f"{base}/console/campaigns/{campaign_id}")
+                page.fill("input[name=confirm]", str(campaign_id))
+                page.click("form.confirm button")
+                page.wait_for_url(f"{base}/console/campaigns/{campaign_id}")
+                page.evaluate("document.body.dataset.loaded = 'once'")
+
+                def sent() -> int:
+                    return int(page.locator("dd[data-field=sent]").inner_text())
+
+                wait_until(lambda: sent() > 0, 30, "the live count of sent messages to move")
+                page.click("button:text-is('Pause')")
+                page.wait_for_url(f"{base}/console/campaigns/{campaign_id}")
+                assert page.locator("h1 [data-field=state]").inner_text() == "paused"
+                page.evaluate("document.body.dataset.loaded = 'once'")
+                page.click("button:text-is('Resume')")
+                page.wait_for_url(f"{base}/console/campaigns/{campaign_id}")
+                page.evaluate("document.body.dataset.loaded = 'once'")
+                wait_until(lambda: sent() == 200, 60, "every message sent, counted live")
+                wait_until(
+                    lambda: page.locator("h1 [data-field=state]").inner_text() == "done",
+                    30,
+                    "the campaign done",
+                )
+                assert page.evaluate("document.body.dataset.loaded") == "once"  # no reload: progress.js
+                assert seen == []
+    finally:
+        _beside_the_browser(drop_database(url))

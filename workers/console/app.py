@@ -24,7 +24,7 @@ from workers.audit_log import AuditRecord, write_audit
 from workers.console import jobs_page
 from workers.console.login_limits import record_failure, too_many_failures
 from workers.console.operators import check_password
-from workers.console.pages import NAVIGATION, SESSION, NotAllowed, render
+from workers.console.pages import NAVIGATION, SESSION, SETTINGS, NotAllowed, render
 from workers.console.sessions import COOKIE, close_session, find_session, open_session
 from workers.console.status import Status, queues_status
 from workers.domains import domain_console
@@ -32,14 +32,13 @@ from workers.settings import Settings
 from workers.web.state import STATE
 
 HERE = Path(__file__).parent
-SETTINGS = web.AppKey("console_settings", Settings)
 LOGIN_CSRF = "bindery_console_login"  # the login form's own token, before any session
 MAX_FORM = 16 * 1024
 OPEN_PATHS = frozenset({"/console/login"})
 HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
@@ -51,7 +50,8 @@ HEADERS = {
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    response.headers.update(HEADERS)
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)  # a page may be stricter, or framed by its own
     return response
 
 

@@ -35,7 +35,7 @@ async def jobs_page(request: web.Request) -> web.Response:
             ORDER BY created_at DESC, id LIMIT $3 OFFSET $4""",
         name,
         status,
-        paging.size + 1,
+        paging.limit,
         paging.offset,
     )
     failed_by_name = await pool_of(request).fetch(
@@ -46,9 +46,7 @@ async def jobs_page(request: web.Request) -> web.Response:
     return render(
         request,
         "jobs.html",
-        jobs=rows[: paging.size],
-        more=len(rows) > paging.size,
-        page=paging.page,
+        **paging.shown(rows, "jobs"),
         name=name,
         chosen=status,
         statuses=STATUSES,

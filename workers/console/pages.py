@@ -17,9 +17,11 @@ from aiohttp import web
 from workers.audit_log import AuditRecord, write_audit
 from workers.console.operators import Operator
 from workers.console.sessions import Session
+from workers.settings import Settings
 from workers.web.state import STATE
 
 SESSION = web.RequestKey("console_session", Session)
+SETTINGS = web.AppKey("console_settings", Settings)
 NAVIGATION = web.AppKey("console_navigation", list)
 PAGE_SIZE = 50
 
@@ -27,6 +29,10 @@ PAGE_SIZE = 50
 def pool_of(request: web.Request) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.config_dict[STATE].pool
     return pool
+
+
+def settings_of(request: web.Request) -> Settings:
+    return request.app[SETTINGS]
 
 
 def operator_of(request: web.Request) -> Operator:
@@ -82,3 +88,12 @@ class Paging:
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.size
+
+    @property
+    def limit(self) -> int:
+        """Rows to ask for: a page and one more, which says whether there is a next."""
+        return self.size + 1
+
+    def shown(self, rows: list[Any], name: str) -> dict[str, Any]:
+        """What a page's template gets of a list: its rows as `name`, the page, whether more."""
+        return {name: rows[: self.size], "page": self.page, "more": len(rows) > self.size}
