@@ -76,11 +76,11 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        from workers.devstack.stack import run_dev_stack
+        from workers.devstack.stack import run_dev_stack, seed_running_stack
     except ModuleNotFoundError:  # the installed package leaves the development stack out
         print("bindery dev: the development stack runs from a checkout (`make run`)", file=sys.stderr)
         return 2
-    return run_dev_stack(settings)
+    return seed_running_stack(settings) if args.action == "seed" else run_dev_stack(settings)
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -151,7 +151,8 @@ def make_parser() -> argparse.ArgumentParser:
     run_now.add_argument("job")
     scheduler.set_defaults(handler=cmd_scheduler)
 
-    dev = commands.add_parser("dev", help="the whole local stack in the foreground")
+    dev = commands.add_parser("dev", help="the whole local stack in the foreground (seed: its demo data)")
+    dev.add_argument("action", nargs="?", choices=["seed"], help="seed the running stack's demo customers")
     dev.set_defaults(handler=cmd_dev)
 
     for register in domain_commands():

@@ -224,8 +224,10 @@ async def _stripe_customer(clients: Exporting, customer_id: str) -> dict[str, An
         customer = await clients.gate.call(clients.stripe.v1.customers.retrieve_async, customer_id)
     except stripe.InvalidRequestError as error:
         if error.http_status != 404:
-            raise
+            raise ExportFailed(f"Stripe refused to give the customer: {error.http_status}") from None
         return None
+    except stripe.StripeError as error:
+        raise ExportFailed(f"the Stripe customer could not be read: {type(error).__name__}") from None
     found: dict[str, Any] = customer.to_dict()
     return found
 

@@ -7,14 +7,16 @@ import json
 import os
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.databases import new_bindery_database
 from tests.http import answers, call
 from tests.processes import BINDERY, bindery_env, run_bindery, wait_until
-from workers.db import connect
+from workers.db import connect, drop_database
 from workers.devstack import seaweedfs
 from workers.devstack.servers import free_port, free_port_block
 
@@ -49,7 +51,29 @@ def _all_descendants(root: int) -> set[int]:
 
 
 @pytest.mark.slow
-def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str, tmp_path: Path) -> None:
+def test_dev_stack_seeds_serves_then_stops_on_ctrl_c_leaving_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    catalog = database_url.rsplit("/", 1)[0] + f"/devstack_{tmp_path.name[-10:].replace('-', '_')}"
+    asyncio.run(new_bindery_database(catalog))
+    try:
+        _serve_and_stop(catalog, tmp_path)
+    finally:
+        asyncio.run(_drop_seeded(catalog))
+
+
+async def _drop_seeded(catalog: str) -> None:
+    conn = await connect(catalog)
+    try:
+        urls = [row["database_url"] for row in await conn.fetch("SELECT database_url FROM instances")]
+    finally:
+        await conn.close()
+    for url in urls:
+        await drop_database(url)
+    await drop_database(catalog)
+
+
+def _serve_and_stop(database_url: str, tmp_path: Path) -> None:
     # One block below the kernel's range of ephemeral ports: a port drawn from that range
     # may be taken as the source port of any outgoing connection (SeaweedFS's own, when
     # it starts) before the server meant for it binds, and localstripe's port is chosen
@@ -57,6 +81,7 @@ def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str
     s3 = free_port_block((*seaweedfs.PORT_OFFSETS, SMTP, STRIPE, STRIPE + 1, WEB))
     smtp, stripe, web = s3 + SMTP, s3 + STRIPE, s3 + WEB
     env = bindery_env(
+        DATABASE_URL=database_url,
         BINDERY_DEV_DIR=str(tmp_path / "dev"),
         PORT=str(web),
         S3_ENDPOINT_URL=f"http://127.0.0.1:{s3}",
@@ -97,6 +122,14 @@ def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str
             "the customer.created webhook in the inbox",
         )
         assert "curl" in (tmp_path / "dev.log").read_text()
+        # The empty catalog was seeded through the stack's own front doors.
+        wait_until(
+            lambda: b"bindery dev: seeded accounts" in (tmp_path / "dev.log").read_bytes(), 90, "the seed"
+        )
+        seeded = asyncio.run(_seeded(database_url))
+        assert seeded == {"accounts": 4, "paid": 3, "campaigns": 1, "erasures": 1, "exports": 1}, seeded
+        again = run_bindery("dev", "seed", env=env, timeout=60)
+        assert again.returncode == 0 and "has accounts already" in again.stdout
 
         second = run_bindery("dev", env=env, timeout=30)
         assert second.returncode == 1
@@ -113,6 +146,28 @@ def test_dev_stack_serves_then_stops_on_ctrl_c_leaving_nothing(database_url: str
         log.close()
 
 
+async def _seeded(database_url: str) -> dict[str, int]:
+    """What the seed made, once the worker has done its jobs (within a minute)."""
+    conn = await connect(database_url)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            row = await conn.fetchrow(
+                """SELECT (SELECT count(*) FROM accounts) AS accounts,
+                          (SELECT count(*) FROM paid_accounts) AS paid,
+                          (SELECT count(*) FROM breach_campaigns WHERE state = 'draft') AS campaigns,
+                          (SELECT count(*) FROM erasure_requests WHERE state = 'pending') AS erasures,
+                          (SELECT count(*) FROM privacy_requests
+                            WHERE kind = 'export' AND state = 'closed') AS exports"""
+            )
+            assert row is not None
+            if (row["paid"] == 3 and row["exports"] == 1) or time.monotonic() > deadline:
+                return dict(row)
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
 async def _inbox_has(database_url: str, event_type: str, object_id: str) -> bool:
     conn = await connect(database_url)
     try:
@@ -127,7 +182,8 @@ async def _inbox_has(database_url: str, event_type: str, object_id: str) -> bool
 
 def test_dev_stack_names_the_unreachable_database(tmp_path: Path) -> None:
     env = bindery_env(
-        BINDERY_DEV_DIR=str(tmp_path / "dev"), DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+        BINDERY_DEV_DIR=str(tmp_path / "dev"),
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
     )
     result = run_bindery("dev", env=env, timeout=30)
     assert result.returncode == 1

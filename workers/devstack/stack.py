@@ -24,6 +24,7 @@ from honcho.printer import Printer
 from workers.db import connect, migrate_database
 from workers.devstack import commands, seaweedfs
 from workers.devstack.local_services import START_POSTGRES, START_RABBITMQ, START_REDIS
+from workers.devstack.seed import SeedFailed, seed
 from workers.devstack.servers import VENV_BIN, port_open, wait_for_port
 from workers.reachability import broker_problem, postgres_problem
 from workers.settings import Settings
@@ -109,10 +110,46 @@ def run_dev_stack(settings: Settings) -> int:
     for role in ROLES:
         manager.add_process(role, roles[role], env=env, cwd=str(PROJECT_ROOT))
 
-    threading.Thread(target=_announce, args=(settings, ports, token), daemon=True).start()
+    seeding = settings.model_copy(update={"stripe_api_base": stripe_base})
+    threading.Thread(target=_announce, args=(seeding, ports, token), daemon=True).start()
     manager.loop()
     lock.close()
     return manager.returncode or 0
+
+
+def _seed(settings: Settings, api: str, token: str) -> None:
+    """The demo customers, on a database that has none yet (workers/devstack/seed.py)."""
+    try:
+        outcome = asyncio.run(seed(settings, api, token))
+    except SeedFailed as failed:
+        print(f"bindery dev: seeding failed: {failed}", flush=True)
+        return
+    if outcome["seeded"]:
+        print(
+            f"bindery dev: seeded accounts {outcome['accounts']}, draft campaign {outcome['draft_campaign']}",
+            flush=True,
+        )
+
+
+def seed_running_stack(settings: Settings) -> int:
+    """`bindery dev seed`: seed the stack `make run` runs (its web port, its dev token)."""
+    dev_dir = Path(os.environ.get("BINDERY_DEV_DIR", PROJECT_ROOT / ".dev")).resolve()
+    token_file = dev_dir / "dev-token"
+    if not token_file.exists():
+        print("bindery dev seed: no .dev/dev-token: start the stack with `make run` first", file=sys.stderr)
+        return 1
+    ports = _ports(settings)
+    stripe_base = settings.stripe_api_base or f"http://127.0.0.1:{ports['stripe']}"
+    seeding = settings.model_copy(update={"stripe_api_base": stripe_base})
+    try:
+        outcome = asyncio.run(
+            seed(seeding, f"http://127.0.0.1:{ports['web']}", token_file.read_text().strip())
+        )
+    except SeedFailed as failed:
+        print(f"bindery dev seed: {failed}", file=sys.stderr)
+        return 1
+    print(outcome)
+    return 0
 
 
 def _export_bucket_ready(settings: Settings) -> bool:
@@ -168,6 +205,7 @@ def _announce(settings: Settings, ports: dict[str, int], token: str) -> None:
     if not _export_bucket_ready(settings):
         print("bindery dev: the S3 server did not accept writes within 60 s; see its log above", flush=True)
         return
+    _seed(settings, f"http://127.0.0.1:{ports['web']}", token)
     base = f"http://127.0.0.1:{ports['web']}"
     worker_metrics = ports.get("worker metrics", "off")
     scheduler_metrics = ports.get("scheduler metrics", "off")
