@@ -52,12 +52,12 @@ async def inbox(request: web.Request) -> web.Response:
         """SELECT * FROM (
                (SELECT id, type, object_id, state, attempts, last_error, received_at FROM stripe_events
                  WHERE state = 'failed' AND ($2 = '' OR type = $2)
-                 ORDER BY received_at DESC, id LIMIT $3 + $4)
+                 ORDER BY received_at DESC, id LIMIT $3::int + $4::int)
                UNION ALL
                (SELECT id, type, object_id, state, attempts, last_error, received_at FROM stripe_events
                  WHERE state IN ('received', 'processing') AND received_at < now() - make_interval(secs => $1)
                    AND ($2 = '' OR type = $2)
-                 ORDER BY received_at DESC, id LIMIT $3 + $4)) events
+                 ORDER BY received_at DESC, id LIMIT $3::int + $4::int)) events
             ORDER BY received_at DESC, id LIMIT $3 OFFSET $4""",
         STUCK_AFTER,
         kind,
