@@ -32,7 +32,7 @@ Enqueue = Callable[[list[tuple[str, UUID]]], Awaitable[None]]
 class Submission:
     name: str
     arguments: dict[str, Any]
-    token_id: int
+    token_id: int | None  # None: asked for from the console, by an operator
     idempotency_key: str | None
 
 
@@ -71,7 +71,7 @@ async def insert_submissions(
         )
     }
     replays = [s for job_id, s in zip(ids, submissions, strict=True) if job_id not in inserted]
-    earlier: dict[tuple[int, str], asyncpg.Record] = {}
+    earlier: dict[tuple[int | None, str], asyncpg.Record] = {}
     if replays:
         rows = await conn.fetch(
             """

@@ -1,13 +1,13 @@
 """Erasures on the console: the overview's line (waiting, running, failing, the oldest)
-and the cancel action of the privacy page."""
+an erasure's report, and the privacy page's actions: ask for one, cancel one in grace."""
 
 from __future__ import annotations
 
 import asyncpg
 from aiohttp import web
 
-from tasks.erasure.requests import NotCancellable, cancel_erasure
-from workers.console.pages import pool_of, render, require, see_other
+from tasks.erasure.requests import NotCancellable, cancel_erasure, request_status
+from workers.console.pages import ask_job, pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -30,6 +30,35 @@ async def status(pool: asyncpg.Pool) -> list[Status]:
 
 def routes(router: web.UrlDispatcher) -> None:
     router.add_post("/erasure/cancel", cancel)
+    router.add_post("/erasure/request", ask)
+    router.add_get("/erasure/{request_id:[0-9]{1,18}}", report)
+
+
+async def report(request: web.Request) -> web.Response:
+    """An erasure's steps, their counts and errors, and its verification."""
+    request_id = int(request.match_info["request_id"])
+    async with pool_of(request).acquire() as conn:
+        found = await request_status(conn, request_id)
+    if found is None:
+        return render(
+            request,
+            "refused.html",
+            status=404,
+            reason=f"no erasure request {request_id}",
+            back="/console/privacy",
+        )
+    return render(request, "erasure.html", erasure=found)
+
+
+async def ask(request: web.Request) -> web.Response:
+    """Ask for an account's erasure, as the job API's erasure.request (its notice included)."""
+    require(request, "operator")
+    raw = (await request.post()).get("account_id")
+    account_id = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 19 else 0
+    refused = await ask_job(request, "erasure.request", {"account_id": account_id})
+    if refused is not None:
+        return render(request, "refused.html", status=400, reason=refused, back="/console/privacy")
+    return see_other("/console/jobs?name=erasure.request&status=")
 
 
 async def cancel(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from tasks.privacy.deadlines import requests_at_risk
 from tasks.privacy.legal_clock import days_left
-from workers.console.pages import Paging, pool_of, render
+from workers.console.pages import Paging, ask_job, pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -28,6 +28,20 @@ NAV = ("Privacy", "/console/privacy")
 
 def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/privacy", privacy_page)
+    router.add_post("/privacy/export", export)
+
+
+async def export(request: web.Request) -> web.Response:
+    """Send an account's customer their data, as the job API's privacy.export."""
+    require(request, "operator")
+    form = await request.post()
+    raw = form.get("account_id")
+    account_id = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 19 else 0
+    arguments = {"account_id": account_id, "with_instances": form.get("with_instances") == "1"}
+    refused = await ask_job(request, "privacy.export", arguments)
+    if refused is not None:
+        return render(request, "refused.html", status=400, reason=refused, back="/console/privacy")
+    return see_other("/console/jobs?name=privacy.export&status=")
 
 
 async def privacy_page(request: web.Request) -> web.Response:

@@ -288,3 +288,49 @@ async def test_the_backups_grid_shows_each_days_outcome_and_back_up_now_sends_th
         "SELECT details ->> 'day' FROM audit_log WHERE action = 'console.backup_now' AND subject_id = $1",
         str(instance_id),
     ) == str(today)
+
+
+async def test_an_operator_asks_for_an_export_and_an_erasure_as_the_job_api_would(
+    web: str, pool: asyncpg.Pool, redis_client: Any
+) -> None:
+    name = _name()
+    assert make_operator(name, "operator").returncode == 0
+    account_id = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"asks.{secrets.token_hex(4)}@example.fr",
+    )
+    async with _client() as client:
+        assert (await _log_in(client, web, name)).status == 303
+        async with client.get(f"{web}/console/privacy") as page:
+            token = hidden_csrf(await page.text())
+        for path, form in (
+            ("/console/privacy/export", {"account_id": str(account_id), "with_instances": "1"}),
+            ("/console/erasure/request", {"account_id": str(account_id)}),
+        ):
+            async with client.post(
+                f"{web}{path}", data={**form, "csrf_token": token}, allow_redirects=False
+            ) as ok:
+                assert ok.status == 303 and ok.headers["Location"].startswith("/console/jobs?name=")
+        # The job API's own checks: an unknown account is refused, and nothing is queued.
+        async with client.post(
+            f"{web}/console/privacy/export", data={"account_id": "987654321", "csrf_token": token}
+        ) as unknown:
+            assert unknown.status == 400 and "unknown account 987654321" in await unknown.text()
+        async with client.post(
+            f"{web}/console/erasure/request", data={"account_id": "seven", "csrf_token": token}
+        ) as bad:
+            assert bad.status == 400
+    jobs = await pool.fetch(
+        "SELECT name, arguments FROM jobs WHERE arguments ->> 'account_id' = $1 ORDER BY created_at",
+        str(account_id),
+    )
+    assert [(job["name"], job["arguments"]) for job in jobs] == [
+        ("privacy.export", {"account_id": account_id, "with_instances": True}),
+        ("erasure.request", {"account_id": account_id}),
+    ]
+    assert redis_client.llen("bindery:exports") == 1 and redis_client.llen("bindery:erasure") == 1
+    audited = await pool.fetch(
+        "SELECT details ->> 'name' AS name FROM audit_log WHERE actor = $1 AND action = 'console.job'",
+        f"operator:{name}",
+    )
+    assert sorted(row["name"] for row in audited) == ["erasure.request", "privacy.export"]

@@ -13,10 +13,13 @@ from typing import Any
 import aiohttp_jinja2
 import asyncpg
 from aiohttp import web
+from pydantic import ValidationError
 
 from workers.audit_log import AuditRecord, write_audit
 from workers.console.operators import Operator
 from workers.console.sessions import Session
+from workers.job_requests import Accepted, Submission, insert_submissions, send_jobs_in_thread
+from workers.jobs import JOBS, Conflict
 from workers.settings import Settings
 from workers.web.state import STATE
 
@@ -97,3 +100,24 @@ class Paging:
     def shown(self, rows: list[Any], name: str) -> dict[str, Any]:
         """What a page's template gets of a list: its rows as `name`, the page, whether more."""
         return {name: rows[: self.size], "page": self.page, "more": len(rows) > self.size}
+
+
+async def ask_job(request: web.Request, name: str, arguments: dict[str, Any]) -> str | None:
+    """Ask for a job as the job API does (the same validation and precheck, a job row, its
+    message), audited as the operator's; why not, or None once it is queued."""
+    spec = JOBS[name]
+    try:
+        checked = spec.arguments.model_validate(arguments)
+    except ValidationError as error:
+        return "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_input=False)
+        )
+    if spec.precheck is not None and (refusal := await spec.precheck(pool_of(request), checked)):
+        return refusal.message if isinstance(refusal, Conflict) else refusal
+    [accepted] = await insert_submissions(
+        pool_of(request), [Submission(name, checked.model_dump(mode="json"), None, None)]
+    )
+    assert isinstance(accepted, Accepted)  # no idempotency key: no conflict
+    await send_jobs_in_thread([(name, accepted.job_id)])
+    await audit(request, "console.job", "job", str(accepted.job_id), name=name)
+    return None
