@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,6 +16,7 @@ from tasks.backups.catalog import ErasureRunning, NoSlot
 from tasks.backups.expiry import expire_backups
 from tasks.backups.freshness import check_freshness
 from tasks.backups.nightly_restore import next_to_restore, restore_and_compare
+from tasks.backups.restore import verify_backup
 from tasks.backups.run import back_up
 from tasks.backups.sweeper import sweep
 from workers.enqueue import enqueue_many
@@ -137,3 +139,12 @@ async def sweep_bucket() -> None:
     resources = current_resources()
     swept = await sweep(resources.pool, resources.settings, resources.s3)
     log.info("backup bucket swept", **swept)
+
+
+@dramatiq.actor(actor_name="backups.verify", queue_name="backups", **policy("backups").actor_options())
+async def verify(backup_id: str) -> None:
+    """Read one backup back (download, sha256, decrypt, `pg_restore --list`), as the
+    console's "verify" asks. Safe to repeat: a verified backup stays verified."""
+    resources = current_resources()
+    outcome = await verify_backup(resources.pool, resources.settings, resources.s3, uuid.UUID(backup_id))
+    log.info("backup verified", backup_id=backup_id, entries=outcome["entries"])

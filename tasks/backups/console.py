@@ -1,17 +1,19 @@
 """Backups on the console: the overview's lines (last night's, paid instances without
 one, the restore test) and the backups page (a 30-day grid per paid instance, an
-instance's backups with a chart of their size and duration, "back up now")."""
+instance's backups with a chart of their size and duration, "back up now", a backup's
+catalog row and "verify")."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from tasks.backups.actors import local_day, run
+from tasks.backups.actors import local_day, run, verify
 from tasks.backups.freshness import stale_instances
 from workers.console.pages import Paging, audit, pool_of, render, require, see_other
 from workers.console.status import Level, Status
@@ -58,6 +60,8 @@ def routes(router: web.UrlDispatcher) -> None:
     router.add_get("/backups", grid)
     router.add_get("/backups/instances/{instance_id:[0-9]{1,18}}", instance_page)
     router.add_post("/backups/run", run_now)
+    router.add_get("/backups/{backup_id:[0-9a-f-]{36}}", backup_page)
+    router.add_post("/backups/verify", verify_now)
 
 
 def _days(today: date) -> list[date]:
@@ -65,12 +69,15 @@ def _days(today: date) -> list[date]:
 
 
 async def grid(request: web.Request) -> web.Response:
+    """Paid instances, by id, a page at a time; those whose id or name holds `q` if asked."""
     paging = Paging.of(request)
     pool = pool_of(request)
+    wanted = request.query.get("q", "")[:100]
     today = local_day(await pool.fetchval("SELECT now()"))
     rows = await pool.fetch(
         """WITH page AS (
                SELECT i.id, i.name FROM instances i JOIN paid_accounts p ON p.account_id = i.account_id
+                WHERE $5 = '' OR i.id::text = $5 OR strpos(lower(i.name), lower($5)) > 0
                 ORDER BY i.id LIMIT $1 OFFSET $2)
            SELECT page.id, page.name, b.day, max(CASE b.state WHEN 'verified' THEN 4 WHEN 'complete' THEN 3
                                                 WHEN 'running' THEN 2 WHEN 'failed' THEN 1 END) AS best
@@ -80,6 +87,7 @@ async def grid(request: web.Request) -> web.Response:
         paging.offset,
         today,
         DAYS,
+        wanted,
     )
     names = {row["id"]: row["name"] for row in rows}
     best = {(row["id"], row["day"]): row["best"] for row in rows if row["day"] is not None}
@@ -92,7 +100,7 @@ async def grid(request: web.Request) -> web.Response:
         }
         for instance_id in sorted(names)
     ]
-    return render(request, "backups.html", **paging.shown(instances, "instances"))
+    return render(request, "backups.html", **paging.shown(instances, "instances"), wanted=wanted)
 
 
 async def instance_page(request: web.Request) -> web.Response:
@@ -139,6 +147,43 @@ def chart(backups: list[Any]) -> dict[str, Any]:
         "top_mb": top_size / 2**20,
         "top_seconds": top_seconds,
     }
+
+
+async def backup_page(request: web.Request) -> web.Response:
+    """One backup: its catalog row, as kept (where its objects are, their checksum and
+    parts, the dump's table counts), and when it was last restore-tested."""
+    try:
+        backup_id = uuid.UUID(request.match_info["backup_id"])
+    except ValueError:
+        backup_id = uuid.UUID(int=0)
+    row = await pool_of(request).fetchrow(
+        """SELECT b.*, i.name AS instance_name, extract(epoch FROM b.finished_at - b.started_at) AS seconds
+             FROM backups b JOIN instances i ON i.id = b.instance_id WHERE b.id = $1""",
+        backup_id,
+    )
+    if row is None:
+        return render(request, "refused.html", status=404, reason="no such backup", back="/console/backups")
+    return render(request, "backup.html", backup=row)
+
+
+async def verify_now(request: web.Request) -> web.Response:
+    """Read a backup back now, through the worker's `backups.verify`."""
+    require(request, "operator")
+    raw = (await request.post()).get("backup_id")
+    try:
+        backup_id = uuid.UUID(str(raw))
+    except ValueError:
+        return see_other("/console/backups")
+    if not await pool_of(request).fetchval(
+        "SELECT EXISTS (SELECT 1 FROM backups WHERE id = $1 AND state IN ('complete', 'verified'))", backup_id
+    ):
+        reason = "only a complete or verified backup can be read back"
+        return render(
+            request, "refused.html", status=409, reason=reason, back=f"/console/backups/{backup_id}"
+        )
+    await asyncio.to_thread(verify.send, str(backup_id))
+    await audit(request, "console.backup_verify", "backup", str(backup_id))
+    return see_other(f"/console/backups/{backup_id}")
 
 
 async def run_now(request: web.Request) -> web.Response:

@@ -61,22 +61,23 @@ def routes(router: web.UrlDispatcher) -> None:
     router.add_post(CAMPAIGN + "/action", act)
 
 
+STATES = ("draft", "sending", "paused", "cancelled", "done")
+
+
 async def campaigns_page(request: web.Request) -> web.Response:
+    """Campaigns, newest first; of one state if asked."""
     paging = Paging.of(request)
+    state = request.query.get("state", "")
+    state = state if state in STATES else ""
     rows = await pool_of(request).fetch(
         """SELECT id, state, subject_fr, subject_en, created_by, created_at, started_at, finished_at,
                   sent_count, failed_count
-             FROM breach_campaigns ORDER BY id DESC LIMIT $1 OFFSET $2""",
-        paging.size + 1,
+             FROM breach_campaigns WHERE $3 = '' OR state = $3 ORDER BY id DESC LIMIT $1 OFFSET $2""",
+        paging.limit,
         paging.offset,
+        state,
     )
-    return render(
-        request,
-        "campaigns.html",
-        campaigns=rows[: paging.size],
-        more=len(rows) > paging.size,
-        page=paging.page,
-    )
+    return render(request, "campaigns.html", **paging.shown(rows, "campaigns"), chosen=state, states=STATES)
 
 
 async def _campaign(request: web.Request) -> asyncpg.Record | None:

@@ -44,6 +44,20 @@ def _name() -> str:
     return f"op-{secrets.token_hex(4)}"
 
 
+def _operator(role: str) -> str:
+    name = _name()
+    assert make_operator(name, role).returncode == 0
+    return name
+
+
+async def _account(pool: asyncpg.Pool, label: str) -> int:
+    account_id: int = await pool.fetchval(
+        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+        f"{label}.{secrets.token_hex(4)}@example.fr",
+    )
+    return account_id
+
+
 async def test_pages_need_a_session_and_every_answer_carries_the_security_headers(web: str) -> None:
     async with _client() as client:
         async with client.get(f"{web}/console/", allow_redirects=False) as answer:
@@ -238,12 +252,8 @@ async def test_a_viewer_sees_but_cannot_act_and_an_operators_action_is_audited(
 async def test_the_backups_grid_shows_each_days_outcome_and_back_up_now_sends_the_run(
     web: str, pool: asyncpg.Pool, redis_client: Any
 ) -> None:
-    name = _name()
-    assert make_operator(name, "operator").returncode == 0
-    account_id = await pool.fetchval(
-        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
-        f"paid.{secrets.token_hex(4)}@example.fr",
-    )
+    name = _operator("operator")
+    account_id = await _account(pool, "paid")
     await pool.execute(
         "INSERT INTO subscriptions (id, customer_id, account_id, status) VALUES ($1, $2, $3, 'active')",
         f"sub_console{account_id}",
@@ -274,6 +284,12 @@ async def test_the_backups_grid_shows_each_days_outcome_and_back_up_now_sends_th
         cells = re.findall(r'class="cell (\w+)" title="([0-9-]+):', row)
         assert len(cells) == 30 and cells[-1] == ("missing", str(today))  # today: not yet
         assert [state for state, _ in cells[-4:-1]] == ["verified", "failed", "verified"]
+        async with (
+            client.get(f"{web}/console/backups?q=SHO") as found,
+            client.get(f"{web}/console/backups?q=no-such-shop") as none_found,
+        ):
+            assert f"#{instance_id} shop" in await found.text()
+            assert "No paid instance." in await none_found.text()
         async with client.get(f"{web}/console/backups/instances/{instance_id}") as detail:
             page_html = await detail.text()
         assert page_html.count("<polyline") == 2 and "12.0 MB" in page_html
@@ -284,6 +300,23 @@ async def test_the_backups_grid_shows_each_days_outcome_and_back_up_now_sends_th
         ) as sent:
             assert sent.status == 303
     assert redis_client.llen("bindery:backups") == 1  # the worker's backups.run, for today
+    chosen = "SELECT id FROM backups WHERE instance_id = $1 AND state = $2 LIMIT 1"
+    failed = await pool.fetchval(chosen, instance_id, "failed")
+    verified = await pool.fetchval(chosen, instance_id, "verified")
+    async with _client() as client:
+        assert (await _log_in(client, web, name)).status == 303
+        async with client.get(f"{web}/console/backups/{verified}") as detail:
+            html = await detail.text()
+        assert "Verify (read it back)" in html and "10.0 MB" in html
+        token = hidden_csrf(html)
+        for backup_id, expected in ((verified, 303), (failed, 409)):
+            async with client.post(
+                f"{web}/console/backups/verify",
+                data={"backup_id": str(backup_id), "csrf_token": token},
+                allow_redirects=False,
+            ) as answer:
+                assert answer.status == expected
+    assert redis_client.llen("bindery:backups") == 2  # one backups.verify more, for the verified one
     assert await pool.fetchval(
         "SELECT details ->> 'day' FROM audit_log WHERE action = 'console.backup_now' AND subject_id = $1",
         str(instance_id),
@@ -293,12 +326,8 @@ async def test_the_backups_grid_shows_each_days_outcome_and_back_up_now_sends_th
 async def test_an_operator_asks_for_an_export_and_an_erasure_as_the_job_api_would(
     web: str, pool: asyncpg.Pool, redis_client: Any
 ) -> None:
-    name = _name()
-    assert make_operator(name, "operator").returncode == 0
-    account_id = await pool.fetchval(
-        "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
-        f"asks.{secrets.token_hex(4)}@example.fr",
-    )
+    name = _operator("operator")
+    account_id = await _account(pool, "asks")
     async with _client() as client:
         assert (await _log_in(client, web, name)).status == 303
         async with client.get(f"{web}/console/privacy") as page:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import http.server
+import json
 import secrets
 import threading
 from collections.abc import Coroutine, Iterator
@@ -315,3 +316,63 @@ def test_a_campaign_is_previewed_started_paused_and_resumed_and_its_counts_move_
                 assert seen == []
     finally:
         _beside_the_browser(drop_database(url))
+
+
+async def _hostile_everywhere(database_url: str) -> tuple[int, str]:
+    """Markup where the console shows customers' words: an instance's name (the backups
+    pages) and a stored event's payload (the inbox's event page)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        account_id = await conn.fetchval(
+            "INSERT INTO accounts (email, password_hash) VALUES ($1, 'x') RETURNING id",
+            f"markup.{secrets.token_hex(4)}@example.fr",
+        )
+        await conn.execute(
+            "INSERT INTO subscriptions (id, customer_id, account_id, status) VALUES ($1, $2, $3, 'active')",
+            f"sub_markup{account_id}",
+            f"cus_markup{account_id}",
+            account_id,
+        )
+        instance_id: int = await conn.fetchval(
+            """INSERT INTO instances (account_id, name, database_url)
+               VALUES ($1, $2, 'postgresql://absent/x') RETURNING id""",
+            account_id,
+            HOSTILE_NAMES[1],
+        )
+        event_id = f"evt_markup{secrets.token_hex(5)}"
+        await conn.execute(
+            """INSERT INTO stripe_events (id, type, created, livemode, state, attempts, last_error, payload)
+               VALUES ($1, 'customer.updated', now(), false, 'failed', 3, 'boom', $2)""",
+            event_id,
+            json.dumps({"data": {"object": {"name": HOSTILE_NAMES[0], "description": HOSTILE_NAMES[1]}}}),
+        )
+        return instance_id, event_id
+    finally:
+        await conn.close()
+
+
+def test_markup_in_instance_names_and_payloads_shows_as_text_on_every_page(
+    browser: Browser, web: str, database_url: str
+) -> None:
+    instance_id, event_id = _beside_the_browser(_hostile_everywhere(database_url))
+    assert make_operator("ana-markup", "viewer").returncode == 0
+    page = browser.new_page()
+    seen = _watch(page)
+    _log_in(page, web, "ana-markup")
+    for path in (
+        "/console/",
+        "/console/backups",
+        f"/console/backups/instances/{instance_id}",
+        "/console/stripe",
+        f"/console/stripe/events/{event_id}",
+        "/console/privacy",
+        "/console/jobs",
+        "/console/campaigns",
+    ):
+        page.goto(f"{web}{path}")
+        assert page.locator("img[src=x]").count() == 0, path
+    page.goto(f"{web}/console/stripe/events/{event_id}")
+    assert HOSTILE_NAMES[0] in page.locator("pre.payload").inner_text()
+    page.goto(f"{web}/console/backups/instances/{instance_id}")
+    assert HOSTILE_NAMES[1] in page.locator("h1").inner_text()
+    assert seen == []
