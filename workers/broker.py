@@ -58,6 +58,18 @@ def ping(broker: dramatiq.Broker) -> None:
         return
 
 
+def queue_depths(broker: dramatiq.Broker) -> dict[str, int]:
+    """Messages waiting in each queue (blocking: call it from a thread)."""
+    if isinstance(broker, RedisBroker):
+        pipe = broker.client.pipeline()
+        for queue in QUEUES:
+            pipe.llen(f"bindery:{queue}")
+        return dict(zip(QUEUES, (int(n) for n in pipe.execute()), strict=True))
+    if isinstance(broker, RabbitmqBroker):
+        return {queue: int(broker.get_queue_message_counts(queue)[0]) for queue in QUEUES}
+    return {}
+
+
 settings = load_settings()
 broker = build_broker(settings, with_metrics=os.environ.get("BINDERY_WORKER_METRICS") == "1")
 dramatiq.set_broker(broker)

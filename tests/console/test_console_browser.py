@@ -92,6 +92,8 @@ def test_an_operator_logs_in_sees_every_promise_and_logs_out(
     assert "paid instances are backed up daily, 30 days kept" in promises
     assert "accounts are erased on request" in promises
     assert "every request about one's data is answered within a month" in promises
+    broker = lines.filter(has_text="the broker carries the work").locator(".reason").inner_text()
+    assert broker.startswith("messages waiting: default ") and "exports " in broker
     assert page.locator("header .who").inner_text() == "ana-browser (operator)"
     page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
     page.click("header .logout button")

@@ -10,6 +10,7 @@ autoescaping; no script runs inline (the Content-Security-Policy forbids it).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import secrets
@@ -21,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from workers.audit_log import AuditRecord, write_audit
+from workers.broker import queue_depths
 from workers.console import jobs_page
 from workers.console.login_limits import record_failure, too_many_failures
 from workers.console.operators import check_password
@@ -179,8 +181,18 @@ async def overview(request: web.Request) -> web.StreamResponse:
     lines: list[Status] = []
     for module in domain_console():
         lines.extend(await module.status(pool))
-    lines.extend(await queues_status(pool))
+    lines.extend(await queues_status(pool, await _depths(request)))
     return render(request, "overview.html", lines=lines)
+
+
+async def _depths(request: web.Request) -> dict[str, int] | None:
+    state = request.config_dict[STATE]
+    try:
+        return await asyncio.wait_for(
+            asyncio.get_running_loop().run_in_executor(state.executor, queue_depths, state.broker), 2.0
+        )
+    except Exception:  # the overview says the broker did not answer; /readyz says more
+        return None
 
 
 def console_app(settings: Settings) -> web.Application:

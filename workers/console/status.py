@@ -24,7 +24,8 @@ def worst(*levels: Level) -> Level:
     return "bad" if "bad" in levels else "warn" if "warn" in levels else "ok"
 
 
-async def queues_status(pool: asyncpg.Pool) -> list[Status]:
+async def queues_status(pool: asyncpg.Pool, depths: dict[str, int] | None) -> list[Status]:
+    """The job API's requests, and the broker's queues (`depths`: None when it did not answer)."""
     row = await pool.fetchrow(
         """SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
                   count(*) FILTER (WHERE status = 'running') AS running,
@@ -35,4 +36,9 @@ async def queues_status(pool: asyncpg.Pool) -> list[Status]:
     assert row is not None  # an aggregate always has its row
     level: Level = "bad" if row["failed"] else "ok"
     reason = f"{row['queued']} queued, {row['running']} running, {row['failed']} failed in the last 24 h"
-    return [Status("jobs asked for through the API are done", level, reason)]
+    if depths is None:
+        queues = Status("the broker carries the work", "bad", "the broker did not answer")
+    else:
+        waiting = ", ".join(f"{queue} {count}" for queue, count in depths.items())
+        queues = Status("the broker carries the work", "ok", f"messages waiting: {waiting}")
+    return [Status("jobs asked for through the API are done", level, reason), queues]

@@ -11,7 +11,8 @@
       if (name === "reply_codes") {
         nodes[i].textContent = Object.keys(value).map(function (k) { return k + ": " + value[k]; }).join(", ");
       } else {
-        nodes[i].textContent = value === null ? "–" : String(value);
+        nodes[i].textContent = value === null ? "–"
+          : typeof value === "number" && !Number.isInteger(value) ? value.toFixed(1) : String(value);
       }
     }
   }
