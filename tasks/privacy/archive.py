@@ -11,11 +11,12 @@ from __future__ import annotations
 import codecs
 import json
 import subprocess  # nosec B404: pg_dump, fixed argv
-import zipfile
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
+from tasks.privacy.zip_stream import Entry, ZipStream
 from workers.data_map import Statement, Subject
 from workers.db import Connection
 from workers.errors import JobError
@@ -32,7 +33,7 @@ class _JsonArray:
     """COPY's lines (one JSON object each) into a JSON array: the newline that ends a row
     becomes a comma and a newline once another row follows."""
 
-    def __init__(self, entry: IO[bytes]) -> None:
+    def __init__(self, entry: Entry) -> None:
         self.entry, self.rows, self.owed = entry, 0, False
         entry.write(b"[\n")
 
@@ -60,18 +61,18 @@ class Writable(Protocol):
 
 @dataclass
 class Archive:
-    zip: zipfile.ZipFile
+    zip: ZipStream
     # (file name, what it is in French, in English), in the order written: the README.
     contents: list[tuple[str, str, str]] = field(default_factory=list)
 
     @classmethod
     def into(cls, file: Writable) -> Archive:
-        # Level 1, the cheapest deflate: compressing a dump costs more CPU than pg_dump
-        # itself, and storing it uncompressed costs more still in the upload.
-        return cls(zipfile.ZipFile(file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1))
+        # Deflated by ISA-L (tasks/privacy/zip_stream.py): with zlib, compressing a dump
+        # costs more CPU than pg_dump itself; stored uncompressed, the upload costs more.
+        return cls(ZipStream(file))
 
-    def _entry(self, name: str) -> IO[bytes]:
-        return self.zip.open(name, "w", force_zip64=True)
+    def _entry(self, name: str) -> AbstractContextManager[Entry]:
+        return self.zip.open(name)
 
     async def json_rows(self, name: str, conn: Connection, query: Statement, subject: Subject) -> int:
         """The query's rows as a JSON array, one object a line, written by Postgres

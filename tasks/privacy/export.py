@@ -158,16 +158,6 @@ async def write_archive(
 ) -> tuple[str, dict[str, int]]:
     """The archive, into `file`: (the account's email, rows or bytes per file written)."""
     archive = Archive.into(file)
-    try:
-        return await _write(clients, archive, account_id, with_instances=with_instances)
-    except BaseException:
-        archive.zip.close()  # what was written is thrown away with the file
-        raise
-
-
-async def _write(
-    clients: Exporting, archive: Archive, account_id: int, *, with_instances: bool
-) -> tuple[str, dict[str, int]]:
     written: dict[str, int] = {}
     places = data_map()
     async with clients.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
