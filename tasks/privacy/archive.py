@@ -1,9 +1,9 @@
 """The access-export archive: a ZIP of one JSON file per category, CSV copies of the
 tabular ones, the instance databases as plain SQL, and a README in French and English.
 
-Written entry by entry into a file (a temporary one, on disk), never held in memory:
-rows arrive from Postgres's COPY, already written as JSON or CSV, a dump from pg_dump's
-pipe.
+Written entry by entry, forward only, never held in memory: rows arrive from Postgres's
+COPY, already written as JSON or CSV; a dump from pg_dump's pipe is deflated aside into a
+file of its own (`dump_aside`), then copied in.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from __future__ import annotations
 import codecs
 import json
 import subprocess  # nosec B404: pg_dump, fixed argv
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tasks.privacy.zip_stream import Entry, ZipStream
+from tasks.privacy.zip_stream import Deflated, Entry, ZipStream
 from workers.data_map import Statement, Subject
 from workers.db import Connection
 from workers.errors import JobError
@@ -107,36 +106,9 @@ class Archive:
     def describe(self, name: str, about_fr: str, about_en: str) -> None:
         self.contents.append((name, about_fr, about_en))
 
-    def dump_database(
-        self, name: str, database_url: str, progress: Callable[[int], None] | None = None
-    ) -> int:
-        """A plain-SQL `pg_dump` of the database, streamed into the entry; its size.
-        Blocking: run it in a thread."""
-        url, env = tool_connection(database_url)
-        # bandit: fixed argv, no shell; pg_dump from PATH as installed
-        dump = subprocess.Popen(  # nosec B603, B607
-            ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", "--dbname", url],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # its messages may quote the database's contents
-        )
-        assert dump.stdout is not None
-        size = 0
-        try:
-            with self._entry(name) as entry:
-                while chunk := dump.stdout.read(CHUNK):
-                    entry.write(chunk)
-                    size += len(chunk)
-                    if progress is not None:
-                        progress(size)
-            if dump.wait() != 0:
-                raise ExportFailed(f"pg_dump of {name} exited with status {dump.returncode}")
-        finally:
-            if dump.poll() is None:
-                dump.kill()
-                dump.wait()
-            dump.stdout.close()
-        return size
+    def add(self, name: str, deflated: Deflated) -> None:
+        """An entry deflated ahead (a dump), copied in. Blocking: run it in a thread."""
+        self.zip.add(name, deflated)
 
     def close(self) -> None:
         """The README (last: it lists every file written) and the ZIP's directory."""
@@ -171,3 +143,46 @@ pg_dump).
 
 {english}
 """
+
+
+def dump_aside(database_url: str, what: str) -> Deflated:
+    """A plain-SQL `pg_dump` of the database, deflated into a file of its own as it comes
+    (`what` names it in an error). Blocking: run it in a thread."""
+    url, env = tool_connection(database_url)
+    # bandit: fixed argv, no shell; pg_dump from PATH as installed
+    dump = subprocess.Popen(  # nosec B603, B607
+        ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", "--dbname", url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # its messages may quote the database's contents
+    )
+    assert dump.stdout is not None
+    deflated = Deflated()
+    try:
+        while chunk := dump.stdout.read(CHUNK):
+            deflated.entry.write(chunk)
+        if dump.wait() != 0:
+            raise ExportFailed(f"pg_dump of {what} exited with status {dump.returncode}")
+    except BaseException:
+        deflated.close()
+        raise
+    finally:
+        if dump.poll() is None:
+            dump.kill()
+            dump.wait()
+        dump.stdout.close()
+    return deflated
+
+
+def dump_all(databases: list[tuple[str, str]]) -> list[Deflated]:
+    """`dump_aside` each (name, database URL), one after the other; all or none (a failure
+    closes what was dumped). Blocking: run it in a thread."""
+    done: list[Deflated] = []
+    try:
+        for name, url in databases:
+            done.append(dump_aside(url, name))
+    except BaseException:
+        for deflated in done:
+            deflated.close()
+        raise
+    return done

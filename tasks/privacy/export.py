@@ -23,10 +23,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.billing import owned_objects
 from tasks.erasure import open_erasure
-from tasks.privacy.archive import Archive, ExportFailed, Writable
+from tasks.privacy.archive import Archive, ExportFailed, Writable, dump_all
 from tasks.privacy.legal_clock import PARIS
 from tasks.privacy.register import close_request
 from tasks.privacy.spooled_upload import SpooledUpload
+from tasks.privacy.zip_stream import Deflated
 from workers.data_map import Export, Subject
 from workers.db import Connection
 from workers.domains import data_map
@@ -156,48 +157,88 @@ async def _archive_and_link(clients: Exporting, key: str, account_id: int, with_
 async def write_archive(
     clients: Exporting, file: Writable, account_id: int, *, with_instances: bool
 ) -> tuple[str, dict[str, int]]:
-    """The archive, into `file`: (the account's email, rows or bytes per file written)."""
+    """The archive, into `file`: (the account's email, rows or bytes per file written).
+    The instances' dumps are deflated aside while the categories are written, then copied
+    in: the two take about as long, and share the machine better than they queue."""
     archive = Archive.into(file)
     written: dict[str, int] = {}
-    places = data_map()
     async with clients.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         account = await conn.fetchrow(
             "SELECT email, stripe_customer_id FROM accounts WHERE id = $1", account_id
         )
         if account is None:
             raise ExportRefused(f"unknown account {account_id}")
-        customer = account["stripe_customer_id"]
         instances = await conn.fetch(
             "SELECT id, database_url FROM instances WHERE account_id = $1", account_id
         )
-        subject = Subject(
-            account_id,
-            customer,
-            sorted({*await owned_objects(conn, account_id, customer), *([customer] if customer else [])}),
-            [row["id"] for row in instances],
-        )
-        for place in places:
-            if place.export is not None:
-                written.update(await _category(archive, conn, place.export, subject))
-    if customer is not None and (found := await _stripe_customer(clients, customer)) is not None:
-        archive.json_document("stripe_customer.json", found)
-        archive.describe(
-            "stripe_customer.json",
-            "votre compte client chez Stripe, notre prestataire de paiement, tel que Stripe le renvoie.",
-            "your customer account at Stripe, our payment provider, as Stripe returns it.",
-        )
-        written["stripe_customer.json"] = 1
-    if with_instances:
-        for row in instances:
-            name = f"instances/instance-{row['id']}.sql"
-            written[name] = await asyncio.to_thread(archive.dump_database, name, row["database_url"])
-            archive.describe(
-                name,
-                f"la base de données de votre instance {row['id']}, copiée avec pg_dump (SQL).",
-                f"your instance {row['id']}'s database, copied with pg_dump (SQL).",
+        names = {row["id"]: f"instances/instance-{row['id']}.sql" for row in instances}
+        databases = [(names[row["id"]], row["database_url"]) for row in instances] if with_instances else []
+        dumping = asyncio.create_task(asyncio.to_thread(dump_all, databases))
+        try:
+            written.update(
+                await _categories(archive, conn, account_id, account["stripe_customer_id"], instances)
             )
+            await _customer(clients, archive, account["stripe_customer_id"], written)
+        except BaseException:
+            await _discard(dumping)
+            raise
+    for (name, _), deflated in zip(databases, await dumping, strict=True):
+        try:
+            await asyncio.to_thread(archive.add, name, deflated)
+        finally:
+            deflated.close()
+        written[name] = deflated.entry.size
+        instance = name.removeprefix("instances/instance-").removesuffix(".sql")
+        archive.describe(
+            name,
+            f"la base de données de votre instance {instance}, copiée avec pg_dump (SQL).",
+            f"your instance {instance}'s database, copied with pg_dump (SQL).",
+        )
     archive.close()
     return account["email"], written
+
+
+async def _categories(
+    archive: Archive, conn: Connection, account_id: int, customer: str | None, instances: list[Any]
+) -> dict[str, int]:
+    """Every category of the data map, in the caller's snapshot."""
+    subject = Subject(
+        account_id,
+        customer,
+        sorted({*await owned_objects(conn, account_id, customer), *([customer] if customer else [])}),
+        [row["id"] for row in instances],
+    )
+    written: dict[str, int] = {}
+    for place in data_map():
+        if place.export is not None:
+            written.update(await _category(archive, conn, place.export, subject))
+    return written
+
+
+async def _customer(
+    clients: Exporting, archive: Archive, customer: str | None, written: dict[str, int]
+) -> None:
+    """The Stripe customer as Stripe returns it, when there is one."""
+    if customer is None or (found := await _stripe_customer(clients, customer)) is None:
+        return
+    archive.json_document("stripe_customer.json", found)
+    archive.describe(
+        "stripe_customer.json",
+        "votre compte client chez Stripe, notre prestataire de paiement, tel que Stripe le renvoie.",
+        "your customer account at Stripe, our payment provider, as Stripe returns it.",
+    )
+    written["stripe_customer.json"] = 1
+
+
+async def _discard(dumping: asyncio.Task[list[Deflated]]) -> None:
+    """Wait for dumps no longer wanted (a thread cannot be stopped) and drop them."""
+    try:
+        for deflated in await dumping:
+            deflated.close()
+    except Exception as error:  # the error that led here is the one to tell
+        log.warning(
+            "an instance dump failed while the export was failing already", error=type(error).__name__
+        )
 
 
 async def _category(archive: Archive, conn: Connection, export: Export, subject: Subject) -> dict[str, int]:

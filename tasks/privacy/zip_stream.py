@@ -14,8 +14,9 @@ offset is too large; names in UTF-8 (flag bit 11).
 from __future__ import annotations
 
 import struct
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -27,6 +28,7 @@ VERSION = 45  # 4.5: ZIP64
 FLAGS = 0x0008 | 0x0800  # sizes in a data descriptor; UTF-8 names
 DEFLATED = 8
 UNKNOWN = 0xFFFFFFFF  # "see the ZIP64 field"
+COPY_CHUNK = 1 << 20
 
 
 class Writable(Protocol):
@@ -52,10 +54,11 @@ def _dos_moment(moment: float) -> tuple[int, int]:
 
 
 class Entry:
-    """One entry's data, deflated and counted as it is written."""
+    """One entry's data, deflated and counted as it is written; the deflated bytes go to
+    `out` (the archive, or a file of their own: `Deflated`)."""
 
-    def __init__(self, archive: ZipStream) -> None:
-        self._archive = archive
+    def __init__(self, out: Callable[[bytes], object]) -> None:
+        self._out = out
         self._deflate = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -15)
         self.crc = 0
         self.size = 0
@@ -69,11 +72,23 @@ class Entry:
 
     def _emit(self, data: bytes) -> None:
         if data:
-            self._archive.emit(data)
+            self._out(data)
             self.compressed += len(data)
 
     def finish(self) -> None:
         self._emit(self._deflate.flush())
+
+
+class Deflated:
+    """An entry deflated ahead, into a temporary file, while others are written: what
+    `ZipStream.add` then copies in. Close it when done."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="bindery-entry-")  # noqa: SIM115 (closed by close())
+        self.entry = Entry(self.file.write)
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class ZipStream:
@@ -89,6 +104,23 @@ class ZipStream:
     @contextmanager
     def open(self, name: str) -> Iterator[Entry]:
         """Write one entry: what the block writes to the entry is its content."""
+        start = self._begin(name)
+        entry = Entry(self.emit)
+        yield entry
+        entry.finish()
+        self._end(start, entry)
+
+    def add(self, name: str, deflated: Deflated) -> None:
+        """An entry deflated ahead, copied in as it is. Blocking: run it in a thread."""
+        deflated.entry.finish()
+        start = self._begin(name)
+        deflated.file.seek(0)
+        while chunk := deflated.file.read(COPY_CHUNK):
+            self.emit(chunk)
+        self._end(start, deflated.entry)
+
+    def _begin(self, name: str) -> tuple[bytes, int, int, int]:
+        """The entry's local header; (its name, its offset, its DOS time and date)."""
         encoded = name.encode()
         offset = self._offset
         dos_time, dos_date = _dos_moment(time.time())
@@ -111,9 +143,11 @@ class ZipStream:
             + encoded
             + zip64
         )
-        entry = Entry(self)
-        yield entry
-        entry.finish()
+        return encoded, offset, dos_time, dos_date
+
+    def _end(self, start: tuple[bytes, int, int, int], entry: Entry) -> None:
+        """The entry's data descriptor, and its line of the central directory to come."""
+        encoded, offset, dos_time, dos_date = start
         self.emit(struct.pack("<4sIQQ", b"PK\x07\x08", entry.crc, entry.compressed, entry.size))
         self._entries.append(
             _Written(encoded, offset, entry.crc, entry.compressed, entry.size, dos_time, dos_date)
