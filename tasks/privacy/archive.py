@@ -1,9 +1,9 @@
 """The access-export archive: a ZIP of one JSON file per category, CSV copies of the
 tabular ones, the instance databases as plain SQL, and a README in French and English.
 
-Written entry by entry, forward only, never held in memory: rows arrive from Postgres's
-COPY, already written as JSON or CSV; a dump from pg_dump's pipe is deflated aside into a
-file of its own (`dump_aside`), then copied in.
+Written forward only, never held in memory: a dump streams from pg_dump's pipe into its
+entry; rows arrive from Postgres's COPY already written as JSON or CSV, into entries
+deflated aside (`Deflated`) while the dumps run, copied in after.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import codecs
 import json
 import subprocess  # nosec B404: pg_dump, fixed argv
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -70,51 +69,74 @@ class Archive:
         # costs more CPU than pg_dump itself; stored uncompressed, the upload costs more.
         return cls(ZipStream(file))
 
-    def _entry(self, name: str) -> AbstractContextManager[Entry]:
-        return self.zip.open(name)
-
-    async def json_rows(self, name: str, conn: Connection, query: Statement, subject: Subject) -> int:
-        """The query's rows as a JSON array, one object a line, written by Postgres
-        (`row_to_json`, streamed by COPY); how many rows."""
-        # CSV mode with a quote and a delimiter JSON text never holds raw (it escapes every
-        # control character): each row's JSON comes out as it is, one a line.
-        sql = "SELECT row_to_json(r) FROM (" + query.sql + ") r"  # nosec B608: the data map's own query
-        with self._entry(name) as entry:
-            rows = _JsonArray(entry)
-            await conn.copy_from_query(
-                sql, *query.bind(subject), output=rows.feed, format="csv", quote="\x01", delimiter="\x02"
-            )
-            return rows.close()
-
-    async def csv_rows(self, name: str, conn: Connection, query: Statement, subject: Subject) -> None:
-        """The query's rows as CSV with a header line, written by Postgres, in UTF-8 with a
-        byte-order mark (what spreadsheets need to read accents right)."""
-        with self._entry(name) as entry:
-            entry.write(codecs.BOM_UTF8)
-
-            async def write(data: bytes) -> None:
-                entry.write(data)
-
-            await conn.copy_from_query(
-                query.sql, *query.bind(subject), output=write, format="csv", header=True
-            )
-
     def json_document(self, name: str, document: Any) -> None:
-        with self._entry(name) as entry:
+        with self.zip.open(name) as entry:
             entry.write(json.dumps(document, ensure_ascii=False, indent=2).encode() + b"\n")
 
     def describe(self, name: str, about_fr: str, about_en: str) -> None:
         self.contents.append((name, about_fr, about_en))
 
     def add(self, name: str, deflated: Deflated) -> None:
-        """An entry deflated ahead (a dump), copied in. Blocking: run it in a thread."""
+        """An entry deflated aside, copied in. Blocking: run it in a thread."""
         self.zip.add(name, deflated)
+
+    def dump_databases(self, databases: list[tuple[str, str]]) -> dict[str, int]:
+        """A plain-SQL `pg_dump` of each (entry name, database URL), streamed into its entry,
+        one after the other; the bytes of each. Blocking: run it in a thread."""
+        return {name: self._dump(name, url) for name, url in databases}
+
+    def _dump(self, name: str, database_url: str) -> int:
+        url, env = tool_connection(database_url)
+        # bandit: fixed argv, no shell; pg_dump from PATH as installed
+        dump = subprocess.Popen(  # nosec B603, B607
+            ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", "--dbname", url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # its messages may quote the database's contents
+        )
+        assert dump.stdout is not None
+        try:
+            with self.zip.open(name) as entry:
+                while chunk := dump.stdout.read(CHUNK):
+                    entry.write(chunk)
+            if dump.wait() != 0:
+                raise ExportFailed(f"pg_dump of {name} exited with status {dump.returncode}")
+        finally:
+            if dump.poll() is None:
+                dump.kill()
+                dump.wait()
+            dump.stdout.close()
+        return entry.size
 
     def close(self) -> None:
         """The README (last: it lists every file written) and the ZIP's directory."""
-        with self._entry("README.txt") as entry:
+        with self.zip.open("README.txt") as entry:
             entry.write(readme(self.contents).encode())
         self.zip.close()
+
+
+async def json_rows(entry: Entry, conn: Connection, query: Statement, subject: Subject) -> int:
+    """The query's rows as a JSON array, one object a line, written by Postgres
+    (`row_to_json`, streamed by COPY); how many rows."""
+    # CSV mode with a quote and a delimiter JSON text never holds raw (it escapes every
+    # control character): each row's JSON comes out as it is, one a line.
+    sql = "SELECT row_to_json(r) FROM (" + query.sql + ") r"  # nosec B608: the data map's own query
+    rows = _JsonArray(entry)
+    await conn.copy_from_query(
+        sql, *query.bind(subject), output=rows.feed, format="csv", quote="\x01", delimiter="\x02"
+    )
+    return rows.close()
+
+
+async def csv_rows(entry: Entry, conn: Connection, query: Statement, subject: Subject) -> None:
+    """The query's rows as CSV with a header line, written by Postgres, in UTF-8 with a
+    byte-order mark (what spreadsheets need to read accents right)."""
+    entry.write(codecs.BOM_UTF8)
+
+    async def write(data: bytes) -> None:
+        entry.write(data)
+
+    await conn.copy_from_query(query.sql, *query.bind(subject), output=write, format="csv", header=True)
 
 
 def readme(contents: list[tuple[str, str, str]]) -> str:
@@ -143,46 +165,3 @@ pg_dump).
 
 {english}
 """
-
-
-def dump_aside(database_url: str, what: str) -> Deflated:
-    """A plain-SQL `pg_dump` of the database, deflated into a file of its own as it comes
-    (`what` names it in an error). Blocking: run it in a thread."""
-    url, env = tool_connection(database_url)
-    # bandit: fixed argv, no shell; pg_dump from PATH as installed
-    dump = subprocess.Popen(  # nosec B603, B607
-        ["pg_dump", "--format=plain", "--no-owner", "--no-privileges", "--dbname", url],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # its messages may quote the database's contents
-    )
-    assert dump.stdout is not None
-    deflated = Deflated()
-    try:
-        while chunk := dump.stdout.read(CHUNK):
-            deflated.entry.write(chunk)
-        if dump.wait() != 0:
-            raise ExportFailed(f"pg_dump of {what} exited with status {dump.returncode}")
-    except BaseException:
-        deflated.close()
-        raise
-    finally:
-        if dump.poll() is None:
-            dump.kill()
-            dump.wait()
-        dump.stdout.close()
-    return deflated
-
-
-def dump_all(databases: list[tuple[str, str]]) -> list[Deflated]:
-    """`dump_aside` each (name, database URL), one after the other; all or none (a failure
-    closes what was dumped). Blocking: run it in a thread."""
-    done: list[Deflated] = []
-    try:
-        for name, url in databases:
-            done.append(dump_aside(url, name))
-    except BaseException:
-        for deflated in done:
-            deflated.close()
-        raise
-    return done

@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tasks.billing import owned_objects
 from tasks.erasure import open_erasure
-from tasks.privacy.archive import Archive, ExportFailed, Writable, dump_all
+from tasks.privacy.archive import Archive, ExportFailed, Writable, csv_rows, json_rows
 from tasks.privacy.legal_clock import PARIS
 from tasks.privacy.register import close_request
 from tasks.privacy.spooled_upload import SpooledUpload
@@ -158,61 +158,94 @@ async def write_archive(
     clients: Exporting, file: Writable, account_id: int, *, with_instances: bool
 ) -> tuple[str, dict[str, int]]:
     """The archive, into `file`: (the account's email, rows or bytes per file written).
-    The instances' dumps are deflated aside while the categories are written, then copied
-    in: the two take about as long, and share the machine better than they queue."""
+
+    The instances' dumps stream into the archive (and so into the upload) in a thread,
+    while the categories are read from the snapshot into entries deflated aside; those
+    are copied in after. The two take about as long, and share the machine better than
+    they queue."""
     archive = Archive.into(file)
-    written: dict[str, int] = {}
-    async with clients.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        account = await conn.fetchrow(
-            "SELECT email, stripe_customer_id FROM accounts WHERE id = $1", account_id
-        )
-        if account is None:
-            raise ExportRefused(f"unknown account {account_id}")
-        instances = await conn.fetch(
-            "SELECT id, database_url FROM instances WHERE account_id = $1", account_id
-        )
-        names = {row["id"]: f"instances/instance-{row['id']}.sql" for row in instances}
-        databases = [(names[row["id"]], row["database_url"]) for row in instances] if with_instances else []
-        dumping = asyncio.create_task(asyncio.to_thread(dump_all, databases))
-        try:
-            written.update(
-                await _categories(archive, conn, account_id, account["stripe_customer_id"], instances)
+    aside: list[Aside] = []
+    try:
+        async with (
+            clients.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            account = await conn.fetchrow(
+                "SELECT email, stripe_customer_id FROM accounts WHERE id = $1", account_id
             )
-            await _customer(clients, archive, account["stripe_customer_id"], written)
-        except BaseException:
-            await _discard(dumping)
-            raise
-    for (name, _), deflated in zip(databases, await dumping, strict=True):
-        try:
-            await asyncio.to_thread(archive.add, name, deflated)
-        finally:
-            deflated.close()
-        written[name] = deflated.entry.size
+            if account is None:
+                raise ExportRefused(f"unknown account {account_id}")
+            instances = await conn.fetch(
+                "SELECT id, database_url FROM instances WHERE account_id = $1", account_id
+            )
+            databases = [(f"instances/instance-{row['id']}.sql", row["database_url"]) for row in instances]
+            dumping = asyncio.create_task(
+                asyncio.to_thread(archive.dump_databases, databases if with_instances else [])
+            )
+            try:
+                subject = await _subject(conn, account_id, account["stripe_customer_id"], instances)
+                for place in data_map():
+                    if place.export is not None:
+                        aside.extend(await _category(conn, place.export, subject))
+            finally:
+                dumped = await asyncio.gather(dumping, return_exceptions=True)
+        if isinstance(dumped[0], BaseException):
+            raise dumped[0]
+        written = _describe_dumps(archive, dumped[0])
+        for item in aside:
+            await asyncio.to_thread(archive.add, item.name, item.deflated)
+            archive.describe(item.name, item.about_fr, item.about_en)
+            if item.rows is not None:
+                written[item.name] = item.rows
+        await _customer(clients, archive, account["stripe_customer_id"], written)
+    finally:
+        for item in aside:
+            item.deflated.close()
+    archive.close()
+    return account["email"], written
+
+
+@dataclass(frozen=True)
+class Aside:
+    """A category's file, deflated aside while the dumps stream into the archive."""
+
+    name: str
+    deflated: Deflated
+    about_fr: str
+    about_en: str
+    rows: int | None  # for the JSON file: how many rows
+
+
+async def _subject(conn: Connection, account_id: int, customer: str | None, instances: list[Any]) -> Subject:
+    stripe_ids = {*await owned_objects(conn, account_id, customer), *([customer] if customer else [])}
+    return Subject(account_id, customer, sorted(stripe_ids), [row["id"] for row in instances])
+
+
+async def _category(conn: Connection, export: Export, subject: Subject) -> list[Aside]:
+    """One category: its JSON file and its CSV copy, read twice in the same snapshot."""
+    as_json, as_csv = Deflated(), Deflated()
+    try:
+        count = await json_rows(as_json.entry, conn, export.query, subject)
+        await csv_rows(as_csv.entry, conn, export.query, subject)
+    except BaseException:
+        as_json.close()
+        as_csv.close()
+        raise
+    return [
+        Aside(f"{export.category}.json", as_json, export.about_fr, export.about_en, count),
+        Aside(f"{export.category}.csv", as_csv, export.about_fr, export.about_en, None),
+    ]
+
+
+def _describe_dumps(archive: Archive, sizes: dict[str, int]) -> dict[str, int]:
+    for name in sizes:
         instance = name.removeprefix("instances/instance-").removesuffix(".sql")
         archive.describe(
             name,
             f"la base de données de votre instance {instance}, copiée avec pg_dump (SQL).",
             f"your instance {instance}'s database, copied with pg_dump (SQL).",
         )
-    archive.close()
-    return account["email"], written
-
-
-async def _categories(
-    archive: Archive, conn: Connection, account_id: int, customer: str | None, instances: list[Any]
-) -> dict[str, int]:
-    """Every category of the data map, in the caller's snapshot."""
-    subject = Subject(
-        account_id,
-        customer,
-        sorted({*await owned_objects(conn, account_id, customer), *([customer] if customer else [])}),
-        [row["id"] for row in instances],
-    )
-    written: dict[str, int] = {}
-    for place in data_map():
-        if place.export is not None:
-            written.update(await _category(archive, conn, place.export, subject))
-    return written
+    return dict(sizes)
 
 
 async def _customer(
@@ -228,26 +261,6 @@ async def _customer(
         "your customer account at Stripe, our payment provider, as Stripe returns it.",
     )
     written["stripe_customer.json"] = 1
-
-
-async def _discard(dumping: asyncio.Task[list[Deflated]]) -> None:
-    """Wait for dumps no longer wanted (a thread cannot be stopped) and drop them."""
-    try:
-        for deflated in await dumping:
-            deflated.close()
-    except Exception as error:  # the error that led here is the one to tell
-        log.warning(
-            "an instance dump failed while the export was failing already", error=type(error).__name__
-        )
-
-
-async def _category(archive: Archive, conn: Connection, export: Export, subject: Subject) -> dict[str, int]:
-    """One category: its JSON file and its CSV copy, read twice in the same snapshot."""
-    count = await archive.json_rows(f"{export.category}.json", conn, export.query, subject)
-    await archive.csv_rows(f"{export.category}.csv", conn, export.query, subject)
-    for extension in ("json", "csv"):
-        archive.describe(f"{export.category}.{extension}", export.about_fr, export.about_en)
-    return {f"{export.category}.json": count}
 
 
 async def _stripe_customer(clients: Exporting, customer_id: str) -> dict[str, Any] | None:
