@@ -2,9 +2,9 @@
 and every full part is sent to S3 (a multipart upload) as soon as it is there.
 
 The writer never waits for the network (the disk absorbs what the upload has not sent
-yet) and memory holds the parts in flight only. What is written must never be rewritten:
-the file offers no `seek`, so `zipfile` writes each entry's sizes after its data
-instead of going back to its header.
+yet) and memory holds the parts in flight only. What is written is never rewritten: the
+archive's writer (tasks/privacy/zip_stream.py) goes forward only, each entry's sizes
+after its data.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ IN_FLIGHT = 2
 
 
 class SpooledUpload:
-    """A write-only file (for `zipfile`) whose bytes end up in `bucket/key`. `write` may
-    be called from any thread, one writer at a time; `finish` runs on the event loop."""
+    """A write-only file (for the archive's writer) whose bytes end up in `bucket/key`.
+    `write` may be called from any thread, one writer at a time; `finish` runs on the
+    event loop."""
 
     def __init__(self, client: Any, bucket: str, key: str) -> None:
         self.client, self.bucket, self.key = client, bucket, key
@@ -42,7 +43,7 @@ class SpooledUpload:
         self._sender: asyncio.Task[list[dict[str, Any]]] | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    # The file interface zipfile uses.
+    # The file interface the archive's writer uses.
     def write(self, data: bytes | bytearray | memoryview) -> int:
         with self._lock:
             view = memoryview(data)
@@ -60,7 +61,7 @@ class SpooledUpload:
         pass  # every write is in the file already
 
     def close(self) -> None:
-        pass  # zipfile closes only what it opened; `finish` ends the upload
+        pass  # `finish` ends the upload
 
     @property
     def size(self) -> int:
