@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tasks.backups.actors import local_day, run, verify
 from tasks.backups.freshness import stale_instances
-from workers.console.pages import Paging, audit, pool_of, render, require, see_other
+from workers.console.pages import Paging, audit, form_id, pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -189,10 +189,9 @@ async def verify_now(request: web.Request) -> web.Response:
 async def run_now(request: web.Request) -> web.Response:
     """Back an instance up for today (Paris) now, through the worker's `backups.run`."""
     require(request, "operator")
-    raw = (await request.post()).get("instance_id")
-    if not isinstance(raw, str) or not raw.isdigit() or len(raw) > 18:
+    instance_id = await form_id(request, "instance_id")
+    if instance_id is None:
         return see_other("/console/backups")
-    instance_id = int(raw)
     pool = pool_of(request)
     if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM instances WHERE id = $1)", instance_id):
         return render(

@@ -7,7 +7,7 @@ import asyncpg
 from aiohttp import web
 
 from tasks.erasure.requests import NotCancellable, cancel_erasure, request_status
-from workers.console.pages import ask_job, pool_of, render, require, see_other
+from workers.console.pages import ask_job, form_id, pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -53,9 +53,8 @@ async def report(request: web.Request) -> web.Response:
 async def ask(request: web.Request) -> web.Response:
     """Ask for an account's erasure, as the job API's erasure.request (its notice included)."""
     require(request, "operator")
-    raw = (await request.post()).get("account_id")
-    account_id = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 19 else 0
-    refused = await ask_job(request, "erasure.request", {"account_id": account_id})
+    account_id = await form_id(request, "account_id")
+    refused = await ask_job(request, "erasure.request", {"account_id": account_id or 0})
     if refused is not None:
         return render(request, "refused.html", status=400, reason=refused, back="/console/privacy")
     return see_other("/console/jobs?name=erasure.request&status=")
@@ -64,12 +63,12 @@ async def ask(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     """Cancel an account's erasure within its grace period (from the privacy page)."""
     operator = require(request, "operator")
-    raw = (await request.post()).get("account_id")
-    if not isinstance(raw, str) or not raw.isdigit():
+    account_id = await form_id(request, "account_id")
+    if account_id is None:
         return see_other("/console/privacy")
     async with pool_of(request).acquire() as conn:
         try:
-            await cancel_erasure(conn, int(raw), cancelled_by=f"operator:{operator.name}")
+            await cancel_erasure(conn, account_id, cancelled_by=f"operator:{operator.name}")
         except NotCancellable as refused:
             return render(request, "refused.html", status=409, reason=str(refused), back="/console/privacy")
     return see_other("/console/privacy")

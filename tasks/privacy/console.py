@@ -8,7 +8,7 @@ from aiohttp import web
 
 from tasks.privacy.deadlines import requests_at_risk
 from tasks.privacy.legal_clock import days_left
-from workers.console.pages import Paging, ask_job, pool_of, render, require, see_other
+from workers.console.pages import Paging, ask_job, form_id, pool_of, render, require, see_other
 from workers.console.status import Level, Status
 
 
@@ -34,10 +34,9 @@ def routes(router: web.UrlDispatcher) -> None:
 async def export(request: web.Request) -> web.Response:
     """Send an account's customer their data, as the job API's privacy.export."""
     require(request, "operator")
-    form = await request.post()
-    raw = form.get("account_id")
-    account_id = int(raw) if isinstance(raw, str) and raw.isdigit() and len(raw) < 19 else 0
-    arguments = {"account_id": account_id, "with_instances": form.get("with_instances") == "1"}
+    account_id = await form_id(request, "account_id")
+    with_instances = (await request.post()).get("with_instances") == "1"
+    arguments = {"account_id": account_id or 0, "with_instances": with_instances}
     refused = await ask_job(request, "privacy.export", arguments)
     if refused is not None:
         return render(request, "refused.html", status=400, reason=refused, back="/console/privacy")

@@ -363,3 +363,22 @@ async def test_an_operator_asks_for_an_export_and_an_erasure_as_the_job_api_woul
         f"operator:{name}",
     )
     assert sorted(row["name"] for row in audited) == ["erasure.request", "privacy.export"]
+
+
+async def test_ids_and_pages_out_of_range_or_not_ascii_are_refused_not_errors(web: str) -> None:
+    name = _operator("operator")
+    async with _client() as client:
+        assert (await _log_in(client, web, name)).status == 303
+        async with client.get(f"{web}/console/stripe?page=²") as page:  # "²".isdigit(), int() refuses it
+            assert page.status == 200
+            token = hidden_csrf(await page.text())
+        for path, field in (
+            ("/console/erasure/cancel", "account_id"),
+            ("/console/backups/run", "instance_id"),
+            ("/console/erasure/request", "account_id"),
+        ):
+            for value in ("99999999999999999999", "²", "0"):  # beyond bigint; not ASCII; no row id
+                async with client.post(
+                    f"{web}{path}", data={field: value, "csrf_token": token}, allow_redirects=False
+                ) as answer:
+                    assert answer.status in (303, 400), (path, value, answer.status)

@@ -7,6 +7,7 @@ its own `templates/` folder and extend the frame's `base.html`."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,18 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+MAX_ID = 2**63 - 1  # Postgres's bigint
+DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII only: str.isdigit() takes "²", which int() refuses
+
+
+async def form_id(request: web.Request, name: str) -> int | None:
+    """The positive row id the posted form gives as `name`, or None."""
+    raw = (await request.post()).get(name)
+    if isinstance(raw, str) and DIGITS.fullmatch(raw) and 0 < int(raw) <= MAX_ID:
+        return int(raw)
+    return None
+
+
 @dataclass(frozen=True)
 class Paging:
     page: int  # from 1
@@ -86,7 +99,7 @@ class Paging:
     @classmethod
     def of(cls, request: web.Request) -> Paging:
         raw = request.query.get("page", "1")
-        return cls(int(raw) if raw.isdigit() and 0 < int(raw) < 100_000 else 1)
+        return cls(int(raw) if DIGITS.fullmatch(raw) and 0 < int(raw) < 100_000 else 1)
 
     @property
     def offset(self) -> int:
