@@ -26,7 +26,7 @@ from workers.broker import queue_depths
 from workers.console import jobs_page
 from workers.console.login_limits import record_failure, too_many_failures
 from workers.console.operators import check_password
-from workers.console.pages import NAVIGATION, SESSION, SETTINGS, NotAllowed, render
+from workers.console.pages import NAVIGATION, SESSION, SETTINGS, NotAllowed, render, see_other
 from workers.console.sessions import COOKIE, close_session, find_session, open_session
 from workers.console.status import Status, queues_status
 from workers.domains import domain_console
@@ -34,6 +34,7 @@ from workers.settings import Settings
 from workers.web.state import STATE
 
 HERE = Path(__file__).parent
+STATUS_LINES = web.AppKey("console_status_lines", list)  # each domain's `status(pool)`
 LOGIN_CSRF = "bindery_console_login"  # the login form's own token, before any session
 MAX_FORM = 16 * 1024
 OPEN_PATHS = frozenset({"/console/login"})
@@ -71,7 +72,7 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
     if session is None:
         if request.method == "POST":
             return _plain(403, "not signed in")
-        return _redirect("/console/login")
+        return see_other("/console/login")
     if request.method == "POST" and not _same(await _field(request, "csrf_token"), session.csrf_token):
         return _plain(403, "the form's CSRF token is missing or wrong: reload the page")
     request[SESSION] = session
@@ -79,10 +80,6 @@ async def signed_in(request: web.Request, handler: Handler) -> web.StreamRespons
         return await handler(request)
     except NotAllowed as refused:
         return _plain(403, str(refused))
-
-
-def _redirect(location: str) -> web.Response:
-    return web.Response(status=303, headers={"Location": location})
 
 
 def _plain(status: int, text: str) -> web.Response:
@@ -150,7 +147,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     await write_audit(
         pool, AuditRecord(f"operator:{operator.name}", "console.login", "operator", str(operator.id))
     )
-    response = _redirect("/console/")
+    response = see_other("/console/")
     _set_cookie(request, response, COOKIE, session_token)
     response.del_cookie(LOGIN_CSRF, path="/console/")
     return response
@@ -171,7 +168,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
             f"operator:{session.operator.name}", "console.logout", "operator", str(session.operator.id)
         ),
     )
-    response = _redirect("/console/login")
+    response = see_other("/console/login")
     response.del_cookie(COOKIE, path="/console/")
     return response
 
@@ -179,8 +176,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def overview(request: web.Request) -> web.StreamResponse:
     pool = request.config_dict[STATE].pool
     lines: list[Status] = []
-    for module in domain_console():
-        lines.extend(await module.status(pool))
+    for status in request.app[STATUS_LINES]:
+        lines.extend(await status(pool))
     lines.extend(await queues_status(pool, await _depths(request)))
     return render(request, "overview.html", lines=lines)
 
@@ -198,9 +195,14 @@ async def _depths(request: web.Request) -> dict[str, int] | None:
 def console_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[security_headers, signed_in], client_max_size=MAX_FORM)
     app[SETTINGS] = settings
-    pages = [*(module for module in domain_console() if hasattr(module, "routes")), jobs_page]
+    domains = domain_console()  # looked up once: every page view would look again
+    app[STATUS_LINES] = [module.status for module in domains]
+    pages = [*(module for module in domains if hasattr(module, "routes")), jobs_page]
     app[NAVIGATION] = [("Overview", "/console/"), *(module.NAV for module in pages if hasattr(module, "NAV"))]
-    folders = [HERE / "templates", *(Path(str(module.__file__)).parent / "templates" for module in pages)]
+    # The frame's folder first; the jobs page is the frame's own, its templates there too.
+    folders = list(
+        dict.fromkeys([HERE / "templates", *(Path(str(m.__file__)).parent / "templates" for m in pages)])
+    )
     aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(folders),
