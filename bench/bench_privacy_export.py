@@ -28,7 +28,7 @@ import asyncpg
 from bench.bench_backups import ROWS_PER_MB, source_database
 from bench.common import OUT, Result, bench_env, scratch_database
 from bench.s3 import s3_server
-from tasks.billing import owned_objects
+from tasks.billing import stripe_ids
 from workers.data_map import Subject
 from workers.devstack import commands, seaweedfs
 from workers.devstack.servers import free_port, running
@@ -144,12 +144,7 @@ async def _copy_rows(catalog_url: str, account_id: int) -> int:
             row["id"]
             for row in await conn.fetch("SELECT id FROM instances WHERE account_id = $1", account_id)
         ]
-        subject = Subject(
-            account_id,
-            customer,
-            sorted({*await owned_objects(conn, account_id, customer), customer}),
-            instances,
-        )
+        subject = Subject(account_id, customer, await stripe_ids(conn, account_id, customer), instances)
         for place in data_map():
             if place.export is not None:
                 query = place.export.query

@@ -27,3 +27,10 @@ async def owned_objects(
     """Ids of the Stripe objects linked to the account or its customer, sorted."""
     rows = await conn.fetch(OWNED_OBJECTS, account_id, customer_id)
     return sorted({row["id"] for row in rows if row["id"]})
+
+
+async def stripe_ids(conn: asyncpg.Pool | Connection, account_id: int, customer_id: str | None) -> list[str]:
+    """The account's Stripe customer and the ids of its objects, sorted: what the data
+    map's statements about Stripe (the inbox, the ordering marks) take."""
+    objects = await owned_objects(conn, account_id, customer_id)
+    return sorted({*objects, *([customer_id] if customer_id else [])})

@@ -17,7 +17,7 @@ import stripe
 from botocore.exceptions import ClientError
 
 from tasks.backups import backups_being_written
-from tasks.billing import owned_objects
+from tasks.billing import stripe_ids
 from tasks.erasure.audit import audit
 from tasks.erasure.context import Erasure, s3_session
 from tasks.erasure.ledger import identity_digests, record
@@ -114,9 +114,9 @@ async def subject(erasure: Erasure) -> Subject:
     inbox events name)."""
     identity = erasure.identity
     customer = identity.customer_id if identity else None
-    found = await owned_objects(erasure.pool, erasure.account_id, customer)
-    stripe_ids = sorted(set(found).union(identity.stripe_ids if identity else []))
-    return Subject(erasure.account_id, customer, stripe_ids, erasure.instance_ids)
+    found = await stripe_ids(erasure.pool, erasure.account_id, customer)
+    every = sorted(set(found).union(identity.stripe_ids if identity else []))
+    return Subject(erasure.account_id, customer, every, erasure.instance_ids)
 
 
 async def rows(erasure: Erasure) -> Counts:

@@ -21,7 +21,7 @@ import asyncpg
 import stripe
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tasks.billing import owned_objects
+from tasks.billing import stripe_ids
 from tasks.erasure import open_erasure
 from tasks.privacy.archive import Archive, ExportFailed, Writable, csv_rows, json_rows
 from tasks.privacy.legal_clock import PARIS
@@ -217,8 +217,9 @@ class Aside:
 
 
 async def _subject(conn: Connection, account_id: int, customer: str | None, instances: list[Any]) -> Subject:
-    stripe_ids = {*await owned_objects(conn, account_id, customer), *([customer] if customer else [])}
-    return Subject(account_id, customer, sorted(stripe_ids), [row["id"] for row in instances])
+    return Subject(
+        account_id, customer, await stripe_ids(conn, account_id, customer), [row["id"] for row in instances]
+    )
 
 
 async def _category(conn: Connection, export: Export, subject: Subject) -> list[Aside]:
