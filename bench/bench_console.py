@@ -92,36 +92,36 @@ async def build(url: str) -> None:
         await conn.close()
 
 
-async def _timed(session: aiohttp.ClientSession, url: str) -> list[float]:
+async def _timed(client: aiohttp.ClientSession, url: str) -> list[float]:
     for _ in range(5):  # warm-up
-        async with session.get(url) as answer:
+        async with client.get(url) as answer:
             await answer.read()
             if answer.status != 200:
                 raise RuntimeError(f"{url} answered {answer.status}")
     seconds = []
     for _ in range(REQUESTS):
         started = time.perf_counter()
-        async with session.get(url) as answer:
+        async with client.get(url) as answer:
             await answer.read()
         seconds.append(time.perf_counter() - started)
     return seconds
 
 
 async def _console(base: str) -> dict[str, list[float]]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        async with session.get(f"{base}/console/login") as page:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        async with client.get(f"{base}/console/login") as page:
             token = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
         assert token is not None
         form = {"csrf_token": token.group(1), "username": "bench", "password": PASSWORD}
-        async with session.post(f"{base}/console/login", data=form) as answer:
+        async with client.post(f"{base}/console/login", data=form) as answer:
             if answer.status != 200:
                 raise RuntimeError(f"login answered {answer.status}")
-        return {page: await _timed(session, base + page) for page in PAGES}
+        return {page: await _timed(client, base + page) for page in PAGES}
 
 
 async def _bare(base: str) -> list[float]:
-    async with aiohttp.ClientSession() as session:
-        return await _timed(session, f"{base}/select1")
+    async with aiohttp.ClientSession() as client:
+        return await _timed(client, f"{base}/select1")
 
 
 def _percentile(values: list[float], share: float) -> float:
