@@ -18,19 +18,17 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from workers.smtp_server import SmtpServer, is_loopback, smtp_server
-
-# Development defaults. Production refuses every one of them (see `production_problems`).
-DEV_STRIPE_API_KEY = "sk_test_bindery_development"
-# bandit: a development default, refused in production
-DEV_STRIPE_WEBHOOK_SECRET = "whsec_bindery_development"  # noqa: S105  # nosec B105
-DEV_AWS_ACCESS_KEY_ID = "bindery-dev"
-# bandit: a development default, refused in production
-DEV_AWS_SECRET_ACCESS_KEY = "bindery-dev-secret"  # noqa: S105  # nosec B105
-# Public half of workers/devstack/dev-backup-identity.txt: anyone can decrypt what it protects.
-DEV_BACKUP_RECIPIENT = "age10vswtwy4k39v24njtgxy8tf2t6p2jxdq8pr9tvzgdrc6t9ygyg9qjmj7dm"
-DEV_ERASURE_LEDGER_KEY = "bindery-development-ledger-key"
-DEV_BACKUP_IDENTITY_FILE = Path(__file__).parent / "devstack" / "dev-backup-identity.txt"
+from workers.development_defaults import (
+    DEV_AWS_ACCESS_KEY_ID,
+    DEV_AWS_SECRET_ACCESS_KEY,
+    DEV_BACKUP_IDENTITY_FILE,
+    DEV_BACKUP_RECIPIENT,
+    DEV_ERASURE_LEDGER_KEY,
+    DEV_STRIPE_API_KEY,
+    DEV_STRIPE_WEBHOOK_SECRET,
+)
+from workers.production_rules import production_problems
+from workers.smtp_server import SmtpServer, smtp_server
 
 _DURATION = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -218,68 +216,6 @@ class Settings(BaseSettings):
     @functools.cached_property  # read on every webhook delivery
     def webhook_secrets(self) -> list[str]:
         return [secret.get_secret_value() for secret in self.stripe_webhook_secret]
-
-
-def production_problems(settings: Settings) -> list[tuple[str, str]]:
-    """(VARIABLE, reason) for every development default still in force in production."""
-    problems: list[tuple[str, str]] = []
-
-    def refuse(variable: str, condition: bool, reason: str) -> None:
-        if condition:
-            problems.append((variable, reason))
-
-    refuse(
-        "STRIPE_API_KEY",
-        settings.stripe_api_key.get_secret_value() == DEV_STRIPE_API_KEY,
-        "the development key is refused in production",
-    )
-    refuse(
-        "STRIPE_WEBHOOK_SECRET",
-        DEV_STRIPE_WEBHOOK_SECRET in settings.webhook_secrets,
-        "the development secret is refused in production",
-    )
-    refuse(
-        "AWS_SECRET_ACCESS_KEY",
-        settings.aws_secret_access_key.get_secret_value() == DEV_AWS_SECRET_ACCESS_KEY,
-        "the development credentials are refused in production",
-    )
-    refuse(
-        "BACKUP_RECIPIENTS",
-        DEV_BACKUP_RECIPIENT in settings.backup_recipients,
-        "the development key is refused in production (anyone can decrypt with it)",
-    )
-    refuse(
-        "BACKUP_IDENTITY_FILE",
-        settings.backup_identity_file.resolve() == DEV_BACKUP_IDENTITY_FILE.resolve(),
-        "the development identity is refused in production",
-    )
-    refuse(
-        "ERASURE_LEDGER_KEY",
-        settings.erasure_ledger_key.get_secret_value() == DEV_ERASURE_LEDGER_KEY,
-        "the development key is refused in production",
-    )
-    refuse(
-        "S3_ENDPOINT_URL",
-        urlsplit(settings.s3_endpoint_url or "https://").scheme != "https",
-        "only https:// is accepted in production",
-    )
-    refuse(
-        "EXPORT_S3_ENDPOINT_URL",
-        urlsplit(settings.export_s3_endpoint_url or "https://").scheme != "https",
-        "only https:// is accepted in production",
-    )
-    refuse(
-        "SMTP_URL",
-        is_loopback(settings.smtp_server().hostname),
-        "the local development sink is refused in production",
-    )
-    refuse(
-        "TLS_CERT_FILE",
-        not settings.trust_proxy and not (settings.tls_cert_file and settings.tls_key_file),
-        "production serves HTTPS only: set TLS_CERT_FILE and TLS_KEY_FILE, or TRUST_PROXY=1 "
-        "behind a proxy that terminates TLS",
-    )
-    return problems
 
 
 def load_settings() -> Settings:

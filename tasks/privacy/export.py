@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 from typing import Any
 
 import asyncpg
@@ -25,6 +24,7 @@ from tasks.billing import stripe_ids
 from tasks.erasure import open_erasure
 from tasks.privacy.archive import Archive, ExportFailed, Writable, csv_rows, json_rows
 from tasks.privacy.legal_clock import PARIS
+from tasks.privacy.notice import export_notice
 from tasks.privacy.register import close_request
 from tasks.privacy.spooled_upload import SpooledUpload
 from tasks.privacy.zip_stream import Deflated
@@ -33,7 +33,7 @@ from workers.db import Connection
 from workers.domains import data_map
 from workers.errors import Refused
 from workers.logs import get_logger
-from workers.mail import MailRefused, NotAMailbox, customer_message, send_message
+from workers.mail import MailRefused, NotAMailbox, send_message
 from workers.s3 import describe_s3_error, export_prefix, export_s3_client
 from workers.settings import Settings
 from workers.stripe_calls import RateLimitedStripe
@@ -275,33 +275,3 @@ async def _stripe_customer(clients: Exporting, customer_id: str) -> dict[str, An
         raise ExportFailed(f"the Stripe customer could not be read: {type(error).__name__}") from None
     found: dict[str, Any] = customer.to_dict()
     return found
-
-
-def export_notice(
-    settings: Settings, to: str, request_id: int, link: str, expires_at: datetime
-) -> EmailMessage:
-    when = expires_at.strftime("%d/%m/%Y %H:%M")
-    body = f"""Bonjour,
-
-Vous avez demandé une copie de vos données (demande n° {request_id}). Elle est prête :
-téléchargez-la avec ce lien, valable jusqu'au {when} (heure de Paris) :
-
-{link}
-
-L'archive (ZIP) contient un fichier par catégorie de données, en JSON et en CSV, et un
-fichier README.txt qui dit ce qu'est chacun. Pour toute question : {settings.privacy_contact}.
-
----
-
-Hello,
-
-You asked for a copy of your data (request no. {request_id}). It is ready: download it
-with this link, valid until {when} (Paris time):
-
-{link}
-
-The archive (ZIP) holds one file per category of data, in JSON and CSV, and a README.txt
-that says what each one is. Any question: {settings.privacy_contact}.
-"""
-    subject = "Vos données / Your data"
-    return customer_message(settings, to, subject, body, f"privacy-export-{request_id}")

@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from tasks import system  # noqa: F401  (the job registry the document is built from)
 from tests.http import answers
 from tests.processes import bindery, bindery_env, run_bindery, wait_until
+from workers.development_defaults import DEV_STRIPE_WEBHOOK_SECRET
 from workers.devstack.servers import free_port
-from workers.settings import DEV_STRIPE_WEBHOOK_SECRET
 from workers.web.openapi import openapi_document
 
 schema = schemathesis.openapi.from_dict(openapi_document())

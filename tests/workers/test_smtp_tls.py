@@ -17,7 +17,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from workers.devstack.servers import free_port
 from workers.mail import send_message
-from workers.settings import Settings, SettingsError, load_settings, production_problems
+from workers.production_rules import production_problems
+from workers.settings import Settings, SettingsError, load_settings
 from workers.smtp_pool import SmtpPool
 from workers.smtp_server import MailNotProtected, is_loopback, smtp_server
 
