@@ -12,6 +12,8 @@ a dump that did not exit 0 fails the backup, and the caller aborts the upload.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import subprocess
 import tempfile
@@ -28,6 +30,10 @@ CHUNK = 1 << 20
 MIN_PART = 5 << 20  # S3's smallest part (but the last)
 MAX_PARTS = 1000  # Scaleway's limit per multipart upload
 SPOOL_IN_MEMORY = 8 << 20  # a part larger than this waits on disk
+# pg_dump's pipe: room for a whole chunk and more, so that pg_dump goes on writing while
+# this thread compresses, encrypts and hands over a part, instead of stopping every 64 KiB
+# (the kernel's default) for it. Linux's limit for an unprivileged process is 1 MiB.
+DUMP_PIPE_BYTES = 1 << 20
 
 
 class BackupFailed(Exception):
@@ -186,6 +192,7 @@ def stream_backup(
         stderr=subprocess.DEVNULL,  # its messages may name the database's contents; the status is enough
     )
     assert dump.stdout is not None
+    _widen_pipe(dump.stdout)
     reader, writer = _Compressing(dump.stdout, progress), _Parts(part_size, upload_part)
     try:
         try:
@@ -205,6 +212,15 @@ def stream_backup(
             dump.wait()
         dump.stdout.close()
     return Streamed(reader.raw_bytes, writer.size, writer.sha256.hexdigest(), writer.parts)
+
+
+def _widen_pipe(pipe: IO[bytes]) -> None:
+    # A smaller pipe only makes the dump slower: a refusal (another kernel, a lower
+    # fs.pipe-max-size) changes nothing else.
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), set_size, DUMP_PIPE_BYTES)
 
 
 class Sink(Protocol):
