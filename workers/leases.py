@@ -15,6 +15,14 @@ Two lengths:
 - `RENEWED_LEASE`: for a claim kept by `heartbeat` (or renewed as its holder goes), so
   that the row of a dead holder is free again within minutes, however long the queue
   lets a message run (six hours for a backup).
+
+Two kinds of row take only `lease_for` from here, and keep a timestamp instead of a
+claim, on purpose. A `jobs` row (workers/job_rows.py) is not held by one worker: a
+duplicate message may run it again while it runs, since every job is idempotent and its
+only later writes (done, failed) are guarded by its status, so a fence would protect
+nothing; `system.resend_lost_jobs` re-sends a row left running longer than its queue's
+lease. A `schedule_runs` row (workers/scheduled_runs.py) records that a slot's run
+started; a start older than the lease may start again. Neither is ever renewed.
 """
 
 from __future__ import annotations
