@@ -44,17 +44,31 @@ class Batcher(Generic[T, R]):
         self._max_batch = max_batch
         self._linger = linger
         self._full = asyncio.Event()
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        # Each item with the future its caller waits on (None: posted, nobody waits).
+        self._pending: list[tuple[T, asyncio.Future[R] | None]] = []
         self._drainer: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._add(item, future)
+        return await future
+
+    def post(self, item: T) -> None:
+        """Submit without waiting: nobody learns the outcome, so `flush` must deal with its
+        own failures."""
+        self._add(item, None)
+
+    async def idle(self) -> None:
+        """Wait until everything submitted or posted so far has been flushed."""
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.shield(self._drainer)
+
+    def _add(self, item: T, future: asyncio.Future[R] | None) -> None:
         self._pending.append((item, future))
         if len(self._pending) >= self._max_batch:
             self._full.set()
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
-        return await future
 
     async def _drain(self) -> None:
         while self._pending:
@@ -68,13 +82,15 @@ class Batcher(Generic[T, R]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self._linger)
 
-    def _next_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
+    def _next_batch(self) -> list[tuple[T, asyncio.Future[R] | None]]:
         batch = self._pending[: self._max_batch]
         del self._pending[: self._max_batch]
         return batch
 
     async def _run(
-        self, batch: list[tuple[T, asyncio.Future[R]]], flush: Callable[[list[T]], Awaitable[Sequence[R]]]
+        self,
+        batch: list[tuple[T, asyncio.Future[R] | None]],
+        flush: Callable[[list[T]], Awaitable[Sequence[R]]],
     ) -> bool:
         """Flush the batch and hand each waiter its result; False when the flush failed."""
         try:
@@ -87,15 +103,15 @@ class Batcher(Generic[T, R]):
                 raise
             return False
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(result)
         return True
 
 
-def _fail(batch: list[tuple[T, asyncio.Future[R]]], error: BaseException) -> None:
+def _fail(batch: list[tuple[T, asyncio.Future[R] | None]], error: BaseException) -> None:
     """Every waiter of the batch learns of the failure."""
     for _, future in batch:
-        if not future.done():
+        if future is not None and not future.done():
             future.set_exception(error)
 
 

@@ -41,6 +41,40 @@ async def test_a_failed_flush_fails_its_callers_and_the_next_batch_still_runs() 
     assert await batcher.submit(2) == 2
 
 
+async def test_posted_items_are_flushed_together_and_idle_waits_for_them() -> None:
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[None]:
+        batches.append(items)
+        return [None] * len(items)
+
+    batcher: Batcher[int, None] = Batcher(flush, max_batch=100, linger=60.0)
+    for item in range(5):
+        batcher.post(item)  # returns at once: nobody waits for a posted item
+    assert batches == []
+    for item in range(5, 100):
+        batcher.post(item)  # the hundredth fills the batch: no need to wait for the linger
+    await asyncio.wait_for(batcher.idle(), 5)
+    assert batches == [list(range(100))]
+
+
+async def test_a_posted_item_whose_flush_failed_leaves_the_batcher_working() -> None:
+    seen: list[int] = []
+
+    async def flush(items: list[int]) -> list[None]:
+        if items == [1]:
+            raise ConnectionError("broker away")
+        seen.extend(items)
+        return [None] * len(items)
+
+    batcher: Batcher[int, None] = Batcher(flush)
+    batcher.post(1)
+    await asyncio.wait_for(batcher.idle(), 5)  # the failure reaches nobody and stops nothing
+    batcher.post(2)
+    await asyncio.wait_for(batcher.idle(), 5)
+    assert seen == [2]
+
+
 async def test_a_lingering_batcher_waits_for_a_full_batch_but_no_longer_than_its_linger() -> None:
     batches: list[list[int]] = []
 

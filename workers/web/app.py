@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -26,6 +27,7 @@ from workers.jobs import JOB_NAME
 from workers.settings import Settings
 from workers.tokens import TokenVerifier
 from workers.web import https
+from workers.web.after_commit import outbox
 from workers.web.errors import error_response
 from workers.web.job_api import flush_submissions, job_status, submit_job
 from workers.web.openapi import openapi_document
@@ -138,10 +140,11 @@ def create_app(settings: Settings, broker: dramatiq.Broker | None = None) -> web
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="broker"),
             enqueuer=AsyncRedisEnqueuer(the_broker) if isinstance(the_broker, RedisBroker) else None,
         )
+        state.outbox = outbox(state)
         app[STATE] = state
         yield
-        if state.sending:
-            await asyncio.wait(state.sending, timeout=5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.outbox.idle(), 5)
         state.executor.shutdown(wait=False)
         if state.enqueuer is not None:
             await state.enqueuer.close()

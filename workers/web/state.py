@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,7 @@ import asyncpg
 import dramatiq
 from aiohttp import web
 
-from workers.batching import PooledBatcher
+from workers.batching import Batcher, PooledBatcher
 from workers.enqueue import AsyncRedisEnqueuer
 from workers.job_requests import Accepted, IdempotencyConflict, Submission
 from workers.settings import Settings
@@ -29,7 +28,9 @@ class WebState:
     executor: ThreadPoolExecutor
     # Redis broker: messages go out on the event loop; others use the executor.
     enqueuer: AsyncRedisEnqueuer | None = None
-    sending: set[asyncio.Future[Any]] = field(default_factory=set)
+    # Messages waiting to go to the broker once their rows are committed
+    # (workers/web/after_commit.py).
+    outbox: Batcher[dramatiq.Message[Any], None] = field(init=False)
 
 
 STATE = web.AppKey("state", WebState)
