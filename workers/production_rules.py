@@ -6,14 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from workers.development_defaults import (
-    DEV_AWS_SECRET_ACCESS_KEY,
-    DEV_BACKUP_IDENTITY_FILE,
-    DEV_BACKUP_RECIPIENT,
-    DEV_ERASURE_LEDGER_KEY,
-    DEV_STRIPE_API_KEY,
-    DEV_STRIPE_WEBHOOK_SECRET,
-)
+from workers import development_defaults as dev
 from workers.smtp_server import is_loopback
 
 if TYPE_CHECKING:
@@ -30,32 +23,32 @@ def production_problems(settings: Settings) -> list[tuple[str, str]]:
 
     refuse(
         "STRIPE_API_KEY",
-        settings.stripe_api_key.get_secret_value() == DEV_STRIPE_API_KEY,
+        settings.stripe_api_key.get_secret_value() == dev.DEV_STRIPE_API_KEY,
         "the development key is refused in production",
     )
     refuse(
         "STRIPE_WEBHOOK_SECRET",
-        DEV_STRIPE_WEBHOOK_SECRET in settings.webhook_secrets,
+        dev.DEV_STRIPE_WEBHOOK_SECRET in settings.webhook_secrets,
         "the development secret is refused in production",
     )
     refuse(
         "AWS_SECRET_ACCESS_KEY",
-        settings.aws_secret_access_key.get_secret_value() == DEV_AWS_SECRET_ACCESS_KEY,
+        settings.aws_secret_access_key.get_secret_value() == dev.DEV_AWS_SECRET_ACCESS_KEY,
         "the development credentials are refused in production",
     )
     refuse(
         "BACKUP_RECIPIENTS",
-        DEV_BACKUP_RECIPIENT in settings.backup_recipients,
+        dev.DEV_BACKUP_RECIPIENT in settings.backup_recipients,
         "the development key is refused in production (anyone can decrypt with it)",
     )
     refuse(
         "BACKUP_IDENTITY_FILE",
-        settings.backup_identity_file.resolve() == DEV_BACKUP_IDENTITY_FILE.resolve(),
+        settings.backup_identity_file.resolve() == dev.DEV_BACKUP_IDENTITY_FILE.resolve(),
         "the development identity is refused in production",
     )
     refuse(
         "ERASURE_LEDGER_KEY",
-        settings.erasure_ledger_key.get_secret_value() == DEV_ERASURE_LEDGER_KEY,
+        settings.erasure_ledger_key.get_secret_value() == dev.DEV_ERASURE_LEDGER_KEY,
         "the development key is refused in production",
     )
     refuse(
