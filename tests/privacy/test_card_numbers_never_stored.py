@@ -68,8 +68,14 @@ COMPOSED = re.compile(
 )
 
 
+# The ids bindery makes itself (uuid4, in Python or Postgres), wherever they are copied (a
+# job's result names the backup it made): their first groups read as 16 digits across the
+# dashes about once in a few thousand, and then as a Luhn-valid run one time in ten.
+OWN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+
+
 def card_like(value: str) -> list[str]:
-    return [] if COMPOSED.fullmatch(value) else card_numbers(value)
+    return [] if COMPOSED.fullmatch(value) else card_numbers(OWN_ID.sub("<id>", value))
 
 
 async def test_no_luhn_valid_number_is_stored_anywhere_after_a_hostile_scenario(
@@ -131,6 +137,8 @@ async def test_no_luhn_valid_number_is_stored_anywhere_after_a_hostile_scenario(
     assert leaks == []
     # The scan itself finds what it is looking for:
     assert card_like("x 4242 4242 4242 4242 y") == ["4242 4242 4242 4242"]
+    assert card_like('{"backup_id": "81154258-0993-4449-a53e-0c8b1f1c2d3e"}') == []
+    assert card_like("81154258-0993-4449") == ["81154258-0993-4449"]  # not an id: a card
     assert [card_like(f"note: {number}.") for number in CARDS] == [[number] for number in CARDS]
 
 
