@@ -6,7 +6,8 @@ work, never the work itself.
 
 The messages of the requests answered within LINGER go to the broker together: at a
 steady trickle of webhooks each commit holds an event or two, and a broker round trip
-for each of them cost the web process about a seventh of its CPU.
+for each of them was a large share of the web process's CPU (bench/RESULTS.md has the
+paced load's figures).
 """
 
 from __future__ import annotations
